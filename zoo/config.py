@@ -1,0 +1,98 @@
+"""The run configuration: four small dataclasses, one per concern, and how presets fold into them.
+
+A run is fully described by ``RunConfig``: which rung, which preset, the seed, and the
+``model`` / ``data`` / ``optim`` / ``trainer`` sections. The same dict is what ``--print_config``
+shows, what ``config.yaml`` in a run directory holds, and what a checkpoint carries, so a run can be
+repeated from its own ``config.yaml`` with ``zoo train RUNG --config run/config.yaml``.
+
+Precedence, lowest first: the dataclass defaults below, the rung's preset, a ``--config`` file, then
+dotted command-line flags (``--model.n_embd 64``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from zoo.errors import ZooError
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "pydoc"  # a corpus name (pydoc, tinyshakespeare, copy:D) or a path to a UTF-8 text file
+    block_size: int = 64  # tokens per training window; for stateful rungs the TBPTT chunk length k
+    batch_size: int = 32  # windows (or parallel streams) per step, per device
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adamw"  # "adamw" (decoupled weight decay) or "adam" (Vaswani et al.)
+    lr: float = 3e-3  # peak learning rate
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    eps: float = 1e-8
+    weight_decay: float = 0.1  # applied to tensors with >= 2 dimensions only (matrices, embeddings)
+    schedule: str = "cosine"  # "cosine" (warmup then cosine to a floor), "inverse_sqrt", "constant"
+    warmup_steps: int = 100  # linear warmup from lr / warmup_steps to lr
+    min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    label_smoothing: float = 0.0  # cross-entropy label smoothing (training loss only; eval never smooths)
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 1000  # optimiser steps; also the length of the cosine schedule
+    val_every: int = 250  # steps between quick validation estimates (logged to metrics.csv)
+    val_batches: int = 8  # batches of non-overlapping val windows per quick estimate
+    checkpoint_every: int = 250  # steps between atomic saves of checkpoints/last.ckpt
+    accelerator: str = "cpu"  # Lightning accelerator: cpu, gpu, auto, ...
+    devices: Any = 1  # Lightning devices: an int, a list, or "auto"
+    strategy: str = "auto"  # Lightning strategy, e.g. "ddp" to shard batches across processes
+    num_nodes: int = 1
+    precision: str = "32-true"  # Lightning precision, e.g. "bf16-mixed"
+    progress_bar: bool = True
+
+
+SECTIONS = {"data": DataConfig, "optim": OptimConfig, "trainer": TrainerConfig}
+
+
+@dataclass
+class RunConfig:
+    rung: str
+    preset: str = "quick"
+    seed: int = 0
+    model: dict = field(default_factory=dict)  # the rung's own Config fields (vocab_size excluded)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        d = dict(d)
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ZooError(f"unknown run-config keys: {', '.join(sorted(unknown))}")
+        for key, section in SECTIONS.items():
+            if key in d and not isinstance(d[key], section):
+                d[key] = make_section(section, d[key] or {}, key)
+        return cls(**d)
+
+
+def make_section(cls, values: dict, where: str):
+    """Build a section dataclass, naming any key it does not have."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ZooError(f"unknown {where} option(s): {', '.join(sorted(unknown))} (valid: {', '.join(sorted(names))})")
+    return cls(**values)
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """Nested dict merge: values in ``over`` win; dicts merge key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
