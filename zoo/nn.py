@@ -44,3 +44,70 @@ class MultiHeadAttention(nn.Module):
         weights = self.attn_dropout(F.softmax(scores, dim=-1))  # (B, h, T, S)
         heads = weights @ v  # (B, h, T, d_k)
         return self.out_proj(heads.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+
+
+# ------------------------------------------------------------------------------- positions and norms
+def sinusoidal_positions(T: int, d_model: int) -> torch.Tensor:
+    """Float[T, d_model]: Vaswani et al. 2017, §3.5, the fixed positional encoding
+
+        PE[pos, 2i] = sin(pos / 10000^(2i/d_model)),   PE[pos, 2i+1] = cos(pos / 10000^(2i/d_model)).
+
+    Each pair of dimensions is a clock of its own frequency, so PE[pos + k] is a fixed rotation of
+    PE[pos] for every k: relative offsets are linear functions of the encoding.
+    """
+    if d_model % 2 != 0:
+        raise ValueError(f"sinusoidal positions need an even d_model, got {d_model}")
+    pos = torch.arange(T, dtype=torch.float64).unsqueeze(1)  # (T, 1)
+    inv_freq = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (d_model/2,)
+    angles = pos * inv_freq  # (T, d_model/2)
+    pe = torch.empty(T, d_model, dtype=torch.float64)  # (T, d_model)
+    pe[:, 0::2] = angles.sin()  # even dimensions: sine
+    pe[:, 1::2] = angles.cos()  # odd dimensions: cosine
+    return pe.float()
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (Zhang & Sennrich 2019): LayerNorm without re-centring and without a bias,
+
+        RMSNorm(x) = x / sqrt(mean_j x_j² + ε) ⊙ g,
+
+    one learned gain g per channel. Cheaper than LayerNorm and, in Llama-style models, as good.
+    Computed by ``F.rms_norm`` (one fused kernel where the platform has one); the formula above is
+    what a test checks it against.
+    """
+
+    def __init__(self, n_embd: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(n_embd))  # g, the per-channel gain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)  # same shape as x
+
+
+def rope_cache(T: int, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin: Float[T, head_dim] tables for rotary position embeddings (Su et al. 2021, RoFormer).
+
+    Dimension pair i of a head rotates by the angle pos·θ_i with θ_i = base^(−2i/head_dim) — the
+    sinusoidal frequencies of Vaswani et al., now used to rotate queries and keys instead of being
+    added to the input. Pairs are (i, i + head_dim/2) ("rotate-half", GPT-NeoX/Llama layout), a fixed
+    permutation of RoFormer's adjacent pairs that leaves every q·k unchanged.
+    """
+    if head_dim % 2 != 0:
+        raise ValueError(f"rotary embeddings need an even head dimension, got {head_dim}")
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # (head_dim/2,)
+    angles = torch.arange(T, dtype=torch.float64).unsqueeze(1) * inv_freq  # (T, head_dim/2)
+    angles = torch.cat([angles, angles], dim=-1)  # (T, head_dim): pair i and i + head_dim/2 share an angle
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x: Float[..., T, head_dim] by position, with cos, sin: Float[T, head_dim] from ``rope_cache``.
+
+    For each pair (a, b) = (x_i, x_{i+d/2}):  (a, b) -> (a cos φ − b sin φ,  b cos φ + a sin φ),  φ = pos·θ_i.
+    Rotations compose, so  ⟨R(m)q, R(n)k⟩ = ⟨q, R(n − m)k⟩: attention scores see only the offset n − m.
+    """
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]  # (..., T, head_dim/2) each
+    rotated = torch.cat([-x2, x1], dim=-1)  # (..., T, head_dim): the 90° turn of every pair
+    return x * cos + rotated * sin  # (..., T, head_dim)

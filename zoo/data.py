@@ -1,0 +1,275 @@
+"""Corpora, the character tokenizer, contiguous splits and the TextDataModule.
+
+Every batch is a pure function of (seed, step): the training loader asks for the batch of step s, and
+a generator seeded from (seed, s) draws it. A resumed run therefore sees exactly the batches the
+uninterrupted run would have seen, and ``--trainer.devices N`` shards the same global batch across
+ranks instead of drawing new ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+
+from zoo.errors import ZooError
+
+SPLIT_FRACTIONS = (0.90, 0.05, 0.05)  # train, val, test: contiguous, in this order
+
+
+# --------------------------------------------------------------------------------------------- corpora
+@dataclass(frozen=True)
+class Corpus:
+    name: str  # what the user asked for: "pydoc", "tinyshakespeare", "copy:8", or a path
+    text: str
+    sha256: str  # of the UTF-8 bytes; goes into every run's provenance
+
+    @classmethod
+    def from_text(cls, name: str, text: str) -> "Corpus":
+        if not text:
+            raise ZooError(f"corpus {name!r} is empty")
+        return cls(name, text, hashlib.sha256(text.encode("utf-8")).hexdigest())
+
+
+def pydoc_corpus() -> Corpus:
+    """CPython's reference-manual topics (``pydoc_data.topics``), sorted by topic and joined: no download."""
+    from pydoc_data.topics import topics
+
+    return Corpus.from_text("pydoc", "\n\n".join(topics[key] for key in sorted(topics)))
+
+
+TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINYSHAKESPEARE_SIZE = 1_115_394
+TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+def user_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zoo"
+
+
+def _verified(data: bytes, where: str) -> bytes:
+    if len(data) != TINYSHAKESPEARE_SIZE or hashlib.sha256(data).hexdigest() != TINYSHAKESPEARE_SHA256:
+        raise ZooError(f"{where} is not tinyshakespeare: expected {TINYSHAKESPEARE_SIZE} bytes with sha256 {TINYSHAKESPEARE_SHA256[:12]}…")
+    return data
+
+
+def tinyshakespeare_corpus() -> Corpus:
+    """Found via $ZOO_DATA_DIR, then the user cache, then downloaded once into the cache (verified)."""
+    candidates = []
+    if os.environ.get("ZOO_DATA_DIR"):
+        candidates.append(Path(os.environ["ZOO_DATA_DIR"]) / "tinyshakespeare.txt")
+    cached = user_cache_dir() / "tinyshakespeare.txt"
+    candidates.append(cached)
+    for path in candidates:
+        if path.is_file():
+            return Corpus.from_text("tinyshakespeare", _verified(path.read_bytes(), str(path)).decode("utf-8"))
+    try:
+        with urllib.request.urlopen(TINYSHAKESPEARE_URL, timeout=30) as response:
+            data = _verified(response.read(), TINYSHAKESPEARE_URL)
+    except (OSError, ValueError) as e:
+        raise ZooError(
+            "tinyshakespeare not found and could not be downloaded "
+            f"({e.__class__.__name__}); supply it as --data PATH/TO/tinyshakespeare.txt, "
+            f"or put it in $ZOO_DATA_DIR/tinyshakespeare.txt, or in {cached}"
+        ) from None
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, cached)
+    return Corpus.from_text("tinyshakespeare", data.decode("utf-8"))
+
+
+def file_corpus(path: str) -> Corpus:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ZooError(f"corpus file not found: {path} (named corpora: {', '.join(NAMED_CORPORA)}, or copy:D)")
+    if not p.is_file():
+        raise ZooError(f"corpus path is not a file: {path}")
+    data = p.read_bytes()
+    if not data:
+        raise ZooError(f"corpus file is empty: {path}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ZooError(f"corpus file is not UTF-8 text: {path} (byte {e.start}: {data[e.start:e.start + 1]!r})") from None
+    return Corpus.from_text(str(path), text)
+
+
+NAMED_CORPORA: dict[str, Callable[[], Corpus]] = {
+    "pydoc": pydoc_corpus,
+    "tinyshakespeare": tinyshakespeare_corpus,
+}
+# Parametrised corpora: "prefix:argument" -> loader(argument). Synthetic tasks register here.
+PARAMETRISED_CORPORA: dict[str, Callable[[str], Corpus]] = {}
+
+
+def load_corpus(spec: str) -> Corpus:
+    """A corpus by name (pydoc, tinyshakespeare), by "prefix:argument" (copy:8), or by file path."""
+    if spec in NAMED_CORPORA:
+        return NAMED_CORPORA[spec]()
+    prefix, sep, argument = spec.partition(":")
+    if sep and prefix in PARAMETRISED_CORPORA:
+        return PARAMETRISED_CORPORA[prefix](argument)
+    return file_corpus(spec)
+
+
+# ------------------------------------------------------------------------------------------- tokenizer
+class CharTokenizer:
+    """Characters are the tokens; the vocabulary is the sorted set of the corpus's characters."""
+
+    def __init__(self, vocab: str):
+        self.vocab = vocab
+        self.stoi = {ch: i for i, ch in enumerate(vocab)}
+
+    @classmethod
+    def from_text(cls, text: str) -> "CharTokenizer":
+        return cls("".join(sorted(set(text))))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str) -> torch.Tensor:
+        unknown = sorted(set(text) - self.stoi.keys())
+        if unknown:
+            shown = " ".join(repr(ch) for ch in unknown[:10]) + (" …" if len(unknown) > 10 else "")
+            raise ZooError(f"{len(unknown)} character(s) not in the model's vocabulary: {shown}")
+        lookup = np.zeros(max(map(ord, self.vocab)) + 1, dtype=np.int64)
+        lookup[[ord(ch) for ch in self.vocab]] = np.arange(len(self.vocab))
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)  # one code point per char, fast
+        return torch.from_numpy(lookup[codes])
+
+    def decode(self, ids) -> str:
+        return "".join(self.vocab[i] for i in (ids.tolist() if hasattr(ids, "tolist") else ids))
+
+
+def split(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Contiguous train / val / test = first 90 %, next 5 %, last 5 %."""
+    n = len(tokens)
+    n_train, n_val = int(n * SPLIT_FRACTIONS[0]), int(n * SPLIT_FRACTIONS[1])
+    return {"train": tokens[:n_train], "val": tokens[n_train:n_train + n_val], "test": tokens[n_train + n_val:]}
+
+
+# ------------------------------------------------------------------------------------------ batching
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """A torch generator whose state is a pure function of (seed, step)."""
+    entropy = np.random.SeedSequence([seed, step]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(entropy[0]) << 32 | int(entropy[1]))
+
+
+def window_batch(tokens: torch.Tensor, block_size: int, batch_size: int, seed: int, step: int):
+    """Random windows for step ``step``: x = tokens[i : i+T], y = tokens[i+1 : i+T+1]."""
+    starts = torch.randint(0, len(tokens) - block_size, (batch_size,), generator=step_generator(seed, step))  # (B,)
+    offsets = torch.arange(block_size)  # (T,)
+    x = tokens[starts[:, None] + offsets]  # (B, T)
+    y = tokens[starts[:, None] + offsets + 1]  # (B, T)
+    return x, y
+
+
+def stream_batch(tokens: torch.Tensor, block_size: int, batch_size: int, step: int):
+    """Chunk ``step`` of ``batch_size`` contiguous streams, for truncated BPTT.
+
+    The train split is cut into B equal streams; step s reads chunk s mod (chunks per stream) of each,
+    so the hidden state at the end of one step is the right start for the next. ``reset`` is True on
+    the first chunk of a pass, where the carried state must be dropped.
+    """
+    stream_len = (len(tokens) - 1) // batch_size
+    chunks = stream_len // block_size
+    if chunks < 1:
+        raise ZooError(f"train split too short for {batch_size} streams of {block_size}-token chunks")
+    chunk = step % chunks
+    starts = torch.arange(batch_size) * stream_len + chunk * block_size  # (B,)
+    offsets = torch.arange(block_size)  # (T,)
+    x = tokens[starts[:, None] + offsets]  # (B, T)
+    y = tokens[starts[:, None] + offsets + 1]  # (B, T)
+    return x, y, torch.tensor(chunk == 0)
+
+
+class StepBatches(IterableDataset):
+    """Yields the batch of every step from ``start_step`` on, forever; the trainer stops at max_steps.
+
+    With several ranks, the global batch of ``batch_size * world_size`` rows is drawn once from
+    (seed, step) and rank r keeps rows r, r + world, ...: more devices = the same data, sharded.
+    """
+
+    def __init__(self, tokens, block_size, batch_size, seed, streams, start_step=0, rank=0, world_size=1):
+        super().__init__()
+        self.tokens, self.block_size, self.batch_size, self.seed = tokens, block_size, batch_size, seed
+        self.streams, self.start_step, self.rank, self.world_size = streams, start_step, rank, world_size
+
+    def batch(self, step: int):
+        rows = self.batch_size * self.world_size
+        if self.streams:
+            x, y, reset = stream_batch(self.tokens, self.block_size, rows, step)
+            return x[self.rank::self.world_size], y[self.rank::self.world_size], reset
+        x, y = window_batch(self.tokens, self.block_size, rows, self.seed, step)
+        return x[self.rank::self.world_size], y[self.rank::self.world_size]
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            yield self.batch(step)
+            step += 1
+
+
+class TextDataModule(L.LightningDataModule):
+    """Loads a corpus, builds the tokenizer and splits, and serves step-indexed batches."""
+
+    def __init__(self, corpus: str = "pydoc", block_size: int = 64, batch_size: int = 32, seed: int = 0,
+                 streams: bool = False, val_batch_size: int | None = None, tokenizer: CharTokenizer | None = None):
+        super().__init__()
+        if block_size < 1 or batch_size < 1:
+            raise ZooError(f"block_size and batch_size must be >= 1 (got {block_size}, {batch_size})")
+        self.corpus_spec, self.block_size, self.batch_size = corpus, block_size, batch_size
+        self.seed, self.streams = seed, streams
+        self.val_batch_size = val_batch_size or batch_size
+        self.corpus = load_corpus(corpus)
+        # A checkpoint brings its own vocabulary; otherwise it is the corpus's character set.
+        self.tokenizer = tokenizer or CharTokenizer.from_text(self.corpus.text)
+        self.splits = split(self.tokenizer.encode(self.corpus.text))
+        shortest = min(self.splits, key=lambda k: len(self.splits[k]))
+        if len(self.splits[shortest]) <= block_size + 1:
+            raise ZooError(
+                f"corpus {corpus!r} is too short for a {block_size}-token window: its {shortest} split has "
+                f"{len(self.splits[shortest])} characters (need more than {block_size + 1}; use a longer text or a smaller --data.block_size)"
+            )
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    def split_sizes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.splits.items()}
+
+    def train_dataloader(self):
+        trainer = self.trainer
+        dataset = StepBatches(
+            self.splits["train"], self.block_size, self.batch_size, self.seed, self.streams,
+            start_step=trainer.global_step if trainer else 0,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+        )
+        return DataLoader(dataset, batch_size=None)
+
+    def val_dataloader(self):
+        """Non-overlapping val windows in order: the quick estimate logged during training."""
+        val, T = self.splits["val"], self.block_size
+        n = (len(val) - 1) // T
+        x = val[: n * T].view(n, T)  # (n, T)
+        y = val[1 : n * T + 1].view(n, T)  # (n, T)
+        return DataLoader(TensorDataset(x, y), batch_size=self.val_batch_size, shuffle=False)
+
+    def state_dict(self) -> dict:
+        return {"corpus_sha256": self.corpus.sha256, "seed": self.seed, "vocab": self.tokenizer.vocab}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("corpus_sha256") != self.corpus.sha256 or state.get("vocab") != self.tokenizer.vocab:
+            raise ZooError("the checkpoint was trained on a different corpus or vocabulary than this run's data")

@@ -1,0 +1,86 @@
+"""The scoring protocol every rung is measured by.
+
+Every target token of a split is scored exactly once, by the model's own forward pass:
+
+* windowed rungs: windows of W = block_size input tokens slide with stride W // 2. The first window
+  scores all of its positions; each later window scores only the positions past the end of the one
+  before, so every scored token (after the first window) sees at least W - W // 2 tokens of context;
+* stateful rungs stream the whole split in chunks of W, carrying the state, so their context is unbounded;
+* count-based rungs return log-probabilities from forward and go through the same windows.
+
+Cross-entropies are summed in float64. The result is nats per token and bits per character
+(bpc = nats / ln 2, since characters are the tokens).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+
+def windows(n_tokens: int, block_size: int) -> list[tuple[int, int, int]]:
+    """(start, end, first_scored) triples: inputs tokens[start:end] predict targets start+1 .. end,
+    of which targets first_scored+1 .. end are scored. Every target 1 .. n_tokens-1 appears once."""
+    stride = max(1, block_size // 2)
+    out, scored = [], 0  # targets 1..scored are done
+    while scored < n_tokens - 1:
+        end = min(n_tokens - 1, block_size if scored == 0 else scored + stride)
+        start = max(0, end - block_size)
+        out.append((start, end, scored))
+        scored = end
+    return out
+
+
+def _result(nats_sum: float, tokens: int) -> dict:
+    nats = nats_sum / tokens
+    return {"tokens": tokens, "nats": nats, "bpc": nats / math.log(2)}
+
+
+@torch.no_grad()
+def score(model: torch.nn.Module, tokens: torch.Tensor, block_size: int, batch_size: int = 64) -> dict:
+    """{"tokens", "nats", "bpc"} of ``model`` on the token sequence ``tokens`` (the protocol above)."""
+    if len(tokens) < 2:
+        raise ValueError("need at least two tokens to score one")
+    was_training = model.training
+    model.eval()
+    device = next(iter(model.parameters()), next(iter(model.buffers()), torch.empty(0))).device
+    tokens = tokens.to(device)
+    try:
+        if getattr(model, "stateful", False):
+            return _score_stream(model, tokens, block_size)
+        return _score_windows(model, tokens, block_size, batch_size)
+    finally:
+        model.train(was_training)
+
+
+def _score_stream(model, tokens, block_size) -> dict:
+    nats, state = torch.zeros((), dtype=torch.float64), None
+    for start in range(0, len(tokens) - 1, block_size):
+        x = tokens[start : start + block_size][None]  # (1, T)
+        y = tokens[start + 1 : start + block_size + 1][None]  # (1, T')
+        x = x[:, : y.shape[1]]
+        logits, state = model(x, state)  # (1, T, V)
+        nats += F.cross_entropy(logits[0].double(), y[0], reduction="sum").cpu()
+    return _result(nats.item(), len(tokens) - 1)
+
+
+def _score_windows(model, tokens, block_size, batch_size) -> dict:
+    nats = torch.zeros((), dtype=torch.float64)
+    by_length: dict[int, list[tuple[int, int, int]]] = {}
+    for w in windows(len(tokens), block_size):
+        by_length.setdefault(w[1] - w[0], []).append(w)
+    for length, group in by_length.items():
+        offsets = torch.arange(length, device=tokens.device)  # (T,)
+        for i in range(0, len(group), batch_size):
+            chunk = group[i : i + batch_size]
+            starts = torch.tensor([s for s, _, _ in chunk], device=tokens.device)  # (B,)
+            x = tokens[starts[:, None] + offsets]  # (B, T)
+            y = tokens[starts[:, None] + offsets + 1]  # (B, T)
+            logits = model(x)  # (B, T, V)
+            # position j of window (start, end, scored) predicts target start+j+1; keep those > scored
+            keep = (starts[:, None] + offsets + 1) > torch.tensor([f for _, _, f in chunk], device=tokens.device)[:, None]  # (B, T)
+            nll = F.cross_entropy(logits.double().flatten(0, 1), y.flatten(), reduction="none")  # (B*T,)
+            nats += nll[keep.flatten()].sum().cpu()
+    return _result(nats.item(), len(tokens) - 1)

@@ -1,0 +1,138 @@
+"""LanguageModel: the one LightningModule that trains every trainable rung.
+
+It never names a rung. It gets a model from the registry and does what every rung needs: next-token
+cross-entropy, AdamW (or Adam) with weight decay on matrices only, warmup then a decay schedule,
+gradient clipping, a quick validation estimate, and — for stateful rungs — truncated backpropagation
+through time. The loop is written with manual optimisation so that it reads like the textbook loop
+(forward, loss, backward, clip, step) and is the same loop for windowed and stateful rungs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torchmetrics import SumMetric
+
+from zoo.config import OptimConfig
+from zoo.errors import ZooError
+
+
+def lr_factor(schedule: str, step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
+    """Multiplier of the peak lr at optimiser step ``step`` (1-based)."""
+    warmup = max(1, warmup_steps)
+    if schedule == "inverse_sqrt":  # Vaswani et al. 2017 eq. (3), with lr = d_model^-0.5 * warmup^-0.5
+        return min(step / warmup, math.sqrt(warmup / step))
+    if step <= warmup:
+        return step / warmup
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":  # Loshchilov & Hutter 2017, decaying once to min_lr_ratio * lr
+        progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    raise ZooError(f"unknown schedule {schedule!r} (valid: cosine, inverse_sqrt, constant)")
+
+
+def detach_state(state):
+    """Cut the graph between TBPTT chunks, keeping the values: the state carries, the gradient does not."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return type(state)(detach_state(s) for s in state)
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, step, rank, 0x5EED]).generate_state(1)[0])
+
+
+class LanguageModel(L.LightningModule):
+    """Wraps a rung: ``model(idx) -> logits`` (or ``model(idx, state) -> (logits, state)`` if stateful)."""
+
+    def __init__(self, model: torch.nn.Module, optim: OptimConfig, max_steps: int, seed: int = 0, meta: dict | None = None):
+        super().__init__()
+        self.model = model
+        self.optim = optim
+        self.max_steps, self.seed = max_steps, seed
+        self.meta = meta or {}  # rung, vocabulary and run config: travels in every checkpoint
+        self.stateful = getattr(model, "stateful", False)
+        self.state = None  # the hidden state carried between TBPTT chunks
+        self.automatic_optimization = False
+        self.val_nats = SumMetric().set_dtype(torch.float64)
+        self.val_tokens = SumMetric().set_dtype(torch.float64)
+
+    def forward(self, idx, state=None):
+        if self.stateful:
+            return self.model(idx, state)
+        return self.model(idx), None
+
+    # ------------------------------------------------------------------------------------ training
+    def on_train_batch_start(self, batch, batch_idx):
+        # Randomness (dropout) is a pure function of (seed, step, rank), like the batches, so a
+        # resumed run draws exactly the dropout masks the uninterrupted run would have drawn.
+        torch.manual_seed(step_seed(self.seed, self.global_step, self.global_rank))
+
+    def training_step(self, batch, batch_idx):
+        if self.stateful:
+            x, y, reset = batch
+            state = None if bool(reset) else self.state
+        else:
+            (x, y), state = batch, None
+        logits, state = self(x, state)  # (B, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), label_smoothing=self.optim.label_smoothing)
+        if not torch.isfinite(loss):
+            raise ZooError(f"loss became {loss.item()} at step {self.global_step}; try a lower --optim.lr (now {self.optim.lr:g}) or a smaller --optim.grad_clip")
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.optim.grad_clip > 0:
+            self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+        scheduler.step()
+        if self.stateful:
+            self.state = detach_state(state)
+        self.log("train_loss", loss.detach(), prog_bar=True)
+        self.log("lr", scheduler.get_last_lr()[0])
+        return loss
+
+    # ---------------------------------------------------------------------------------- validation
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits, _ = self(x)  # (B, T, V); stateful rungs start each window from a zero state here
+        self.val_nats.update(F.cross_entropy(logits.double().flatten(0, 1), y.flatten(), reduction="sum"))
+        self.val_tokens.update(torch.tensor(float(y.numel()), dtype=torch.float64))
+
+    def on_validation_epoch_end(self):
+        nats = self.val_nats.compute() / self.val_tokens.compute()
+        self.log("val_nats", nats.float(), prog_bar=True)
+        self.log("val_bpc", (nats / math.log(2)).float())
+        self.val_nats.reset()
+        self.val_tokens.reset()
+
+    # ----------------------------------------------------------------------------------- optimiser
+    def configure_optimizers(self):
+        o = self.optim
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        groups = [  # decay matrices and embeddings; never biases, gains or other vectors
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": o.weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        kinds = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+        if o.optimizer not in kinds:
+            raise ZooError(f"unknown optimizer {o.optimizer!r} (valid: {', '.join(kinds)})")
+        optimizer = kinds[o.optimizer](groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
+        lr_factor(o.schedule, 1, o.warmup_steps, self.max_steps, o.min_lr_ratio)  # reject an unknown schedule now
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda i: lr_factor(o.schedule, i + 1, o.warmup_steps, self.max_steps, o.min_lr_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---------------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["zoo"] = self.meta
+        checkpoint["tbptt_state"] = self.state
+
+    def on_load_checkpoint(self, checkpoint):
+        self.state = checkpoint.get("tbptt_state")

@@ -1,0 +1,227 @@
+"""Rung 1: the n-gram — counting, smoothing, back-off."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo.registry import register
+
+SMOOTHINGS = ("kneser-ney", "add-k")
+
+
+@dataclass(frozen=True)
+class NGramConfig:
+    vocab_size: int = 0  # bound from the data
+    order: int = 6  # N: predict a character from the N-1 before it (orders 1..N are all counted)
+    smoothing: str = "kneser-ney"  # "kneser-ney" (interpolated, modified: three discounts) or "add-k"
+    k: float = 0.1  # the pseudo-count of add-k smoothing (ignored by Kneser-Ney)
+
+
+@register("ngram", chapter="01-ngram")
+class NGram(nn.Module):
+    """N-gram counts (Shannon 1948; Kneser & Ney 1995; Chen & Goodman 1998): the bigram table, with a longer context, counted instead of learned.
+
+    An order-N model predicts w from the context h = the N-1 characters before it. With c(h w) the
+    number of times h w occurs in the training text and c(h) = Σ_w c(h w):
+
+    add-k:       P(w | h) = (c(h w) + k) / (c(h) + k V)                       if c(h) > 0,
+                 P(w | h) = P(w | h')  (h' = h without its first character)  if h was never seen.
+
+    interpolated modified Kneser-Ney (Chen & Goodman 1998, §3.6), for orders j = 1..N:
+        P_j(w | h) = max(c_j(h w) − D_j(c_j(h w)), 0) / c_j(h)  +  γ_j(h) P_{j−1}(w | h'),
+        γ_j(h)     = (D_j1 N1(h •) + D_j2 N2(h •) + D_j3+ N3+(h •)) / c_j(h),
+        P_0(w)     = 1 / V,      and P_j(w | h) = P_{j−1}(w | h') when c_j(h) = 0 (an unseen context).
+    c_N is the raw count; below the top order c_j(h w) = N1+(• h w), the number of distinct characters
+    seen in front of h w (the start of the text counts as one more), because a lower order is only
+    consulted through γ and should say how readily w follows *new* contexts, not how frequent w is.
+    N_r(h •) is the number of w with c_j(h w) = r (N3+: r >= 3). The discounts of order j come from its
+    count-of-counts n_r (how many j-grams have c_j = r):
+        Y = n1 / (n1 + 2 n2),  D_j1 = 1 − 2Y n2/n1,  D_j2 = 2 − 3Y n3/n2,  D_j3+ = 3 − 4Y n4/n3,
+    clipped to [0, r]; if any of n1..n4 is zero (tiny texts) that order uses D = 0.75 for all three.
+    Every P_j sums to 1 over the vocabulary, and P_0 > 0 with γ_1 > 0 makes every probability positive.
+
+    Counting is vectorised: the j-grams of the text get dense ids through a trie of sort keys,
+    key(g) = id(g without its last character) · V + last character, so ``np.unique`` over one array
+    of keys per order counts every j-gram at once. Lookups at forward time are ``searchsorted`` in
+    those sorted keys. The tables are buffers, so a fitted model saves and loads like any other.
+    A position whose window gives it fewer than N−1 characters of context (the start of a text)
+    uses the order its context allows — the same P_j the longer orders back off to.
+    """
+
+    Config = NGramConfig
+    trainable = False  # fitted by counting: fit(tokens), no optimiser
+    presets = {
+        "quick": {"model": {"order": 4}, "data": {"block_size": 32}},
+        "book": {"model": {"order": 6}, "data": {"block_size": 128}},
+    }
+
+    def __init__(self, config: NGramConfig):
+        super().__init__()
+        if config.vocab_size < 1:
+            raise ValueError(f"vocab_size must be >= 1, got {config.vocab_size}")
+        if config.order < 1:
+            raise ValueError(f"order must be >= 1 (1 = unigram), got {config.order}")
+        if config.smoothing not in SMOOTHINGS:
+            raise ValueError(f"smoothing must be one of {', '.join(SMOOTHINGS)}, got {config.smoothing!r}")
+        if config.smoothing == "add-k" and not config.k > 0:
+            raise ValueError(f"add-k smoothing needs k > 0 (k = 0 gives unseen characters probability zero), got {config.k}")
+        if config.vocab_size ** 2 * (config.vocab_size + 1) >= 2**62:
+            raise ValueError(f"vocab_size {config.vocab_size} is too large for int64 n-gram keys")
+        self.config = config
+        self.context_length = config.order - 1  # logits at t see idx[t-N+2 .. t]
+        N = config.order
+        # The tables of every gram length j = 0..N, concatenated: length j occupies rows offsets[j]:offsets[j+1].
+        # Length 0 is the empty gram (one row): the context of the unigram order.
+        self.register_buffer("offsets", torch.tensor([0] + [1] * (N + 1)))  # (N+2,)
+        self.register_buffer("keys", torch.zeros(1, dtype=torch.long))  # (G,) id(prefix) * V + last char, sorted per length
+        self.register_buffer("counts", torch.zeros(1, dtype=torch.long))  # (G,) c_j(g): raw at j = N (and for add-k), N1+(• g) below
+        # The gram as a context of order j+1: c_{j+1}(h) and N1, N2, N3+(h •).
+        self.register_buffer("ctx_total", torch.zeros(1, dtype=torch.long))  # (G,)
+        self.register_buffer("ctx_n", torch.zeros(1, 3, dtype=torch.long))  # (G, 3)
+        self.register_buffer("discounts", torch.zeros(N + 1, 3, dtype=torch.float64))  # (N+1, 3) row j: D_j1, D_j2, D_j3+
+
+    # ----------------------------------------------------------------------------------- counting
+    def fit(self, tokens: torch.Tensor) -> "NGram":
+        """Count every j-gram (j = 1..N) of ``tokens`` (LongTensor[n], the train split) at once per order."""
+        V, N = self.config.vocab_size, self.config.order
+        x = tokens.detach().reshape(-1).cpu().numpy().astype(np.int64)  # (n,)
+        n = len(x)
+        if n == 0:
+            raise ValueError("cannot fit an n-gram model on an empty text")
+        if x.min() < 0 or x.max() >= V:
+            raise ValueError(f"token ids must lie in [0, {V}), got [{x.min()}, {x.max()}]")
+        # ids[j][i]: dense id of the j-gram starting at i (i = 0 .. n-j); the empty gram has id 0 everywhere.
+        ids = [np.zeros(n + 1, dtype=np.int64)]  # (n+1,)
+        keys, raw = [np.zeros(1, dtype=np.int64)], [np.array([n], dtype=np.int64)]
+        for j in range(1, N + 1):
+            if n - j + 1 <= 0:  # the text is shorter than j: no j-grams at all
+                ids.append(np.zeros(0, dtype=np.int64)), keys.append(np.zeros(0, dtype=np.int64)), raw.append(np.zeros(0, dtype=np.int64))
+                continue
+            key = ids[j - 1][: n - j + 1] * V + x[j - 1 :]  # (n-j+1,) prefix id · V + last char
+            uniq, inverse, count = np.unique(key, return_inverse=True, return_counts=True)  # sorted: a trie level
+            ids.append(inverse.reshape(-1)), keys.append(uniq), raw.append(count)
+
+        counts = [c.copy() for c in raw]
+        if self.config.smoothing == "kneser-ney":
+            for j in range(1, N):  # below the top order: continuation counts N1+(• g)
+                if len(ids[j + 1]) == 0:  # no (j+1)-grams: only the start of the text precedes g
+                    counts[j] = np.zeros(len(keys[j]), dtype=np.int64)
+                else:
+                    # Each distinct (j+1)-gram a·g is one distinct left extension of its suffix g.
+                    suffix = np.empty(len(keys[j + 1]), dtype=np.int64)  # (U_{j+1},)
+                    suffix[ids[j + 1]] = ids[j][1 : len(ids[j + 1]) + 1]  # any occurrence gives the same suffix
+                    counts[j] = np.bincount(suffix, minlength=len(keys[j]))  # (U_j,)
+                if len(ids[j]):
+                    counts[j][ids[j][0]] += 1  # the start of the text is one more distinct left context
+
+        # Each (j-1)-gram as the context of order j: its total and N1, N2, N3+ over its continuations.
+        total = [np.zeros(len(k), dtype=np.int64) for k in keys]
+        n123 = [np.zeros((len(k), 3), dtype=np.int64) for k in keys]
+        discounts = np.zeros((N + 1, 3))
+        for j in range(1, N + 1):
+            parent = keys[j] // V  # (U_j,) id of the context (the (j-1)-gram prefix)
+            total[j - 1] = np.bincount(parent, weights=counts[j], minlength=len(keys[j - 1])).astype(np.int64)
+            bucket = np.minimum(counts[j], 3) - 1  # (U_j,) 0, 1, 2 for counts 1, 2, >=3
+            for r in range(3):
+                n123[j - 1][:, r] = np.bincount(parent, weights=bucket == r, minlength=len(keys[j - 1]))
+            discounts[j] = self.estimate_discounts(np.bincount(counts[j], minlength=5)[1:5])
+
+        as_tensor = lambda parts: torch.from_numpy(np.concatenate(parts))  # noqa: E731
+        self.offsets = torch.tensor(np.cumsum([0] + [len(k) for k in keys]))  # (N+2,)
+        self.keys = as_tensor(keys)  # (G,)
+        self.counts = as_tensor(counts).long()  # (G,)
+        self.ctx_total = as_tensor(total)  # (G,)
+        self.ctx_n = as_tensor(n123)  # (G, 3)
+        self.discounts = torch.from_numpy(discounts)  # (N+1, 3)
+        return self
+
+    @staticmethod
+    def estimate_discounts(n: np.ndarray) -> np.ndarray:
+        """D1, D2, D3+ from the count-of-counts n1..n4 of one order (Chen & Goodman 1998, eq. 26)."""
+        n1, n2, n3, n4 = (float(v) for v in n)
+        if min(n1, n2, n3, n4) == 0:  # too little data for the estimate: the classic fixed discount
+            return np.full(3, 0.75)
+        Y = n1 / (n1 + 2 * n2)
+        D = np.array([1 - 2 * Y * n2 / n1, 2 - 3 * Y * n3 / n2, 3 - 4 * Y * n4 / n3])
+        return np.clip(D, 0.0, [1.0, 2.0, 3.0])
+
+    # ------------------------------------------------------------------------------------ lookups
+    def _rows(self, j: int) -> slice:
+        return slice(int(self.offsets[j]), int(self.offsets[j + 1]))
+
+    def _lookup(self, j: int, parent: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """Local id of the j-gram (parent (j-1)-gram id, last char), or -1 where it was never counted."""
+        table = self.keys[self._rows(j)]  # (U_j,)
+        if len(table) == 0:
+            return torch.full_like(last, -1)
+        key = parent.clamp(min=0) * self.config.vocab_size + last  # (...)
+        pos = torch.searchsorted(table, key).clamp(max=len(table) - 1)  # (...)
+        found = (parent >= 0) & (table[pos] == key)  # (...) an unseen prefix has no extensions either
+        return torch.where(found, pos, -1)  # (...)
+
+    def log_probs(self, idx: torch.Tensor) -> torch.Tensor:
+        """log P(next | context) for every position and every character, in float64: (B, T) -> (B, T, V)."""
+        V, N = self.config.vocab_size, self.config.order
+        B, T = idx.shape
+        idx = idx.to(self.keys.device)
+        # ctx[j]: local id of the j-gram ending at each position (-1 = unseen or running off the window).
+        ctx = [torch.zeros(B, T, dtype=torch.long, device=idx.device)]  # (B, T) the empty gram
+        for j in range(1, N):
+            before = torch.full((B, 1), 0 if j == 1 else -1, dtype=torch.long, device=idx.device)  # (B, 1)
+            parent = torch.cat([before, ctx[j - 1][:, :-1]], dim=1)  # (B, T): the (j-1)-gram ending at t-1
+            ctx.append(self._lookup(j, parent, idx))  # (B, T)
+
+        p = torch.full((B * T, V), 1.0 / V, dtype=torch.float64, device=idx.device)  # (B*T, V) P_0: uniform
+        for j in range(1, N + 1):  # order j: context = the (j-1)-gram ending at t
+            rows = self._rows(j - 1)
+            c = ctx[j - 1].reshape(-1)  # (B*T,)
+            seen = c >= 0
+            total = torch.zeros_like(c)  # (B*T,)
+            total[seen] = self.ctx_total[rows][c[seen]]
+            seen = total > 0  # an unseen context keeps P_{j-1}: clean back-off
+            if not seen.any():
+                continue
+            pos = seen.nonzero().squeeze(1)  # (S,) positions whose context was seen at order j
+            c, total = c[pos], total[pos].double()  # (S,)
+            children, row = self._children(j, c)  # (E,) table rows of the j-grams h·w, (E,) which position
+            w = self.keys[self._rows(j)][children] % V  # (E,) the continuation character
+            count = self.counts[self._rows(j)][children].double()  # (E,)
+            if self.config.smoothing == "add-k":
+                denom = total + self.config.k * V  # (S,)
+                p[pos] = self.config.k / denom[:, None]  # (S, V) the pseudo-count every character gets
+                p[pos[row], w] += count / denom[row]
+            else:
+                D = self.discounts[j]  # (3,)
+                gamma = (self.ctx_n[rows][c].double() @ D) / total  # (S,) the mass the discounts free up
+                p[pos] = gamma[:, None] * p[pos]  # (S, V) γ_j(h) P_{j-1}(w | h')
+                p[pos[row], w] += (count - D[count.long().clamp(max=3) - 1]).clamp(min=0) / total[row]
+        return p.log().view(B, T, V)  # (B, T, V)
+
+    def _children(self, j: int, c: torch.Tensor):
+        """Rows (within the j-gram table) of every j-gram whose prefix is one of the contexts ``c``.
+
+        Keys sort by prefix first, so the children of context c are one contiguous run of rows."""
+        table = self.keys[self._rows(j)]  # (U_j,)
+        V = self.config.vocab_size
+        lo = torch.searchsorted(table, c * V)  # (S,)
+        hi = torch.searchsorted(table, (c + 1) * V)  # (S,)
+        length = hi - lo  # (S,)
+        row = torch.repeat_interleave(torch.arange(len(c), device=c.device), length)  # (E,)
+        start = torch.cumsum(length, 0) - length  # (S,) where each run begins in the flat list
+        children = lo[row] + torch.arange(len(row), device=c.device) - start[row]  # (E,)
+        return children, row
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) -> log-probabilities (B, T, V) as logits; position t sees idx[t-N+2 .. t]."""
+        return self.log_probs(idx).float()  # (B, T, V)
+
+    # --------------------------------------------------------------------------------- checkpoints
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The tables' sizes depend on the text they were counted from: take the saved shapes.
+        for name in list(self._buffers):
+            saved = state_dict.get(prefix + name)
+            if saved is not None and saved.shape != self._buffers[name].shape:
+                self._buffers[name] = torch.empty_like(saved, device=self._buffers[name].device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -1,0 +1,115 @@
+"""Rung 6: the Transformer of Vaswani et al. 2017, as a decoder-only language model."""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from zoo.nn import MultiHeadAttention, sinusoidal_positions
+from zoo.registry import register
+
+
+@dataclass(frozen=True)
+class VaswaniConfig:
+    vocab_size: int = 0  # bound from the data
+    block_size: int = 0  # bound from the data: the longest window, and the left context the model can use
+    n_layer: int = 4  # N, the number of blocks (the paper's base model: 6)
+    n_head: int = 4  # h, attention heads per block (base: 8); d_k = d_v = n_embd / n_head
+    n_embd: int = 128  # d_model, the width of the residual stream (base: 512)
+    d_ff: int = 0  # hidden width of the feed-forward network; 0 means 4 · n_embd, the paper's ratio (2048 / 512)
+    dropout: float = 0.1  # P_drop on the embeddings and on every sub-layer output before its residual add (base: 0.1)
+
+
+@register("vaswani", chapter="06-vaswani")
+class Vaswani(nn.Module):
+    """Transformer (Vaswani et al. 2017), decoder-only — adds positions and multi-head attention in residual blocks with LayerNorm.
+
+    The set transformer below it attends by content but cannot tell order; here each token enters as
+        x_0[t] = √d_model · E[idx_t] + PE[t]            (§3.4 scaled embedding, §3.5 sinusoidal PE[t])
+    then N identical post-LN blocks (§3.1, §5.4):
+        x = LayerNorm(x + Dropout(MultiHead(x, x, x)))   with the causal mask M[t, s] = −∞ for s > t
+        x = LayerNorm(x + Dropout(FFN(x))),              FFN(x) = max(0, x W_1 + b_1) W_2 + b_2   (§3.3)
+    where MultiHead(Q, K, V) = Concat(head_1..head_h) W^O, head_i = softmax(Q W_i^Q (K W_i^K)ᵀ / √d_k + M) V W_i^V.
+    logits[t] = x_N[t] Eᵀ: the embedding matrix doubles as the pre-softmax projection (§3.4, weight tying).
+    """
+
+    Config = VaswaniConfig
+    # The paper's optimiser (§5.3): Adam(β1 0.9, β2 0.98, ε 1e-9), no weight decay, no gradient clipping
+    # mentioned, and lr = d_model^−0.5 · min(t^−0.5, t · warmup^−1.5). The harness's inverse_sqrt schedule
+    # is lr · min(t / w, sqrt(w / t)), so the paper's formula is lr = d_model^−0.5 · warmup^−0.5.
+    # Label smoothing (ε_ls 0.1 in §5.4) is available as optim.label_smoothing but stays off: it trades
+    # perplexity for BLEU, and perplexity (bits per character) is what this ladder measures.
+    presets = {
+        "quick": {
+            "model": {"n_layer": 2, "n_head": 4, "n_embd": 64, "dropout": 0.0},
+            "data": {"block_size": 64, "batch_size": 32},
+            "optim": {"optimizer": "adam", "betas": [0.9, 0.98], "eps": 1e-9, "weight_decay": 0.0,
+                      "schedule": "inverse_sqrt", "warmup_steps": 100, "lr": 64**-0.5 * 100**-0.5},
+            "trainer": {"max_steps": 200, "val_every": 100},
+        },
+        "book": {
+            "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.1},
+            "data": {"block_size": 128, "batch_size": 32},
+            "optim": {"optimizer": "adam", "betas": [0.9, 0.98], "eps": 1e-9, "weight_decay": 0.0,
+                      "schedule": "inverse_sqrt", "warmup_steps": 400, "lr": 128**-0.5 * 400**-0.5},
+            "trainer": {"max_steps": 2500, "val_every": 250},
+        },
+    }
+
+    def __init__(self, config: VaswaniConfig):
+        super().__init__()
+        if config.vocab_size < 1:
+            raise ValueError(f"vocab_size must be >= 1, got {config.vocab_size}")
+        if config.block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {config.block_size}")
+        if config.n_layer < 1 or config.n_head < 1 or config.n_embd < 1:
+            raise ValueError(f"n_layer, n_head and n_embd must be >= 1, got {config.n_layer}, {config.n_head}, {config.n_embd}")
+        if config.n_embd % config.n_head != 0:
+            raise ValueError(f"n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})")
+        if config.n_embd % 2 != 0:
+            raise ValueError(f"n_embd must be even for sinusoidal positions, got {config.n_embd}")
+        if config.d_ff < 0:
+            raise ValueError(f"d_ff must be >= 0 (0 means 4 * n_embd), got {config.d_ff}")
+        if not 0.0 <= config.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+        self.config = config
+        self.context_length = config.block_size  # logits at t see at most block_size tokens
+        C = config.n_embd
+        self.wte = nn.Embedding(config.vocab_size, C)  # E, shared with the output projection
+        # N(0, d_model^−0.5) as in tensor2tensor: after the √d_model scale each embedding has unit-size
+        # entries, the same scale as the sinusoids it is added to.
+        nn.init.normal_(self.wte.weight, std=C**-0.5)
+        self.register_buffer("pe", sinusoidal_positions(config.block_size, C), persistent=False)  # (block_size, C)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
+        x = self.wte(idx) * math.sqrt(self.config.n_embd) + self.pe[:T]  # (B, T, C)
+        x = self.drop(x)  # (B, T, C)
+        for block in self.blocks:
+            x = block(x)  # (B, T, C)
+        return x @ self.wte.weight.t()  # (B, T, vocab_size): tied pre-softmax projection
+
+
+class Block(nn.Module):
+    """One post-LN decoder block: sub-layer, dropout, residual add, then LayerNorm (§3.1, §5.4)."""
+
+    def __init__(self, config: VaswaniConfig):
+        super().__init__()
+        C = config.n_embd
+        d_ff = config.d_ff or 4 * C
+        # The paper drops out sub-layer outputs, not attention weights, so attention dropout is 0 here.
+        self.attn = MultiHeadAttention(C, config.n_head, bias=True, dropout=0.0)
+        self.ln_1 = nn.LayerNorm(C)
+        self.ffn = nn.Sequential(nn.Linear(C, d_ff), nn.ReLU(), nn.Linear(d_ff, C))  # max(0, x W_1 + b_1) W_2 + b_2
+        self.ln_2 = nn.LayerNorm(C)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ln_1(x + self.drop(self.attn(x, causal=True)))  # (B, T, C)
+        x = self.ln_2(x + self.drop(self.ffn(x)))  # (B, T, C)
+        return x
