@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     try:
         return HANDLERS[command](rest)
+    except SystemExit as e:  # --help and --print_config finish by exiting; report their code
+        return e.code if isinstance(e.code, int) else 0
     except ZooError as e:
         print(f"zoo {command}: error: {e}", file=sys.stderr)
         return 2

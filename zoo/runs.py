@@ -204,7 +204,13 @@ def train(config: RunConfig, out: str | os.PathLike, resume: bool = False, callb
         trainer, rows_per_step = _fit(config, data, model, out, resume, [clock, *callbacks], quiet)
         if not trainer.is_global_zero:
             return {}
-        steps, tokens_seen = trainer.global_step, trainer.global_step * rows_per_step * config.data.block_size
+        # Read the outcome back from the final checkpoint: with spawn-based strategies the training
+        # happened in other processes, and this one only has what they saved.
+        final = read_checkpoint(out / CHECKPOINT)
+        model.load_state_dict(_model_state(final))
+        clock.load_state_dict(final["callbacks"]["TrainClock"])
+        steps = final["global_step"]
+        tokens_seen = steps * rows_per_step * config.data.block_size
     else:
         steps, tokens_seen = _count(config, data, model, out, clock), len(data.splits["train"])
     return finish(config, data, model, out, steps, tokens_seen, clock.train_s)
@@ -284,6 +290,11 @@ def read_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
+def _model_state(checkpoint: dict) -> dict:
+    """The rung's own state_dict out of a checkpoint (the harness stores it under 'model.')."""
+    return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+
+
 def read_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
@@ -314,9 +325,8 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         raise ZooError(f"checkpoint in {run_dir} is from rung {meta.get('rung')!r}, but its config.yaml says {config.rung!r}")
     tokenizer = CharTokenizer(meta["vocab"])
     model = registry.build(config.rung, vocab_size=tokenizer.vocab_size, block_size=config.data.block_size, **config.model)
-    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(_model_state(checkpoint))
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
         raise ZooError(f"checkpoint in {run_dir} does not fit rung {config.rung!r} with this vocabulary/config: {first}") from None

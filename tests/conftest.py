@@ -1,0 +1,32 @@
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _find_shared_corpus():
+    """Developer checkouts and CI have the book's corpus in ../shared/data; use it if nothing else is set."""
+    if "ZOO_DATA_DIR" not in os.environ and (SHARED_DATA / "tinyshakespeare.txt").is_file():
+        os.environ["ZOO_DATA_DIR"] = str(SHARED_DATA)
+    yield
+
+
+def have_tinyshakespeare() -> bool:
+    d = os.environ.get("ZOO_DATA_DIR") or (str(SHARED_DATA) if SHARED_DATA.is_dir() else "")
+    return bool(d) and (Path(d) / "tinyshakespeare.txt").is_file()
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path):
+    """A small deterministic UTF-8 text (~6k chars) so end-to-end runs take seconds."""
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "it", "then", "slept"]
+    lines, state = [], 7
+    for _ in range(600):
+        state = (state * 1103515245 + 12345) % 2**31
+        lines.append(" ".join(words[(state >> (3 * k)) % len(words)] for k in range(3)) + ".")
+    path = tmp_path / "tiny.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
