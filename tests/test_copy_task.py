@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from zoo.data import TextDataModule, copy_task_bounds, copy_task_text, load_corpus, split
 from zoo.errors import ZooError
@@ -85,3 +86,33 @@ def test_streams_for_tbptt():
     assert dm.vocab_size == 8
     x, y, reset = next(iter(dm.train_dataloader()))
     assert x.shape == y.shape == (8, 4) and bool(reset)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models step through many tiny ops; on a busy shared CPU a second intra-op thread only adds
+    synchronisation (tens of times slower here), so these end-to-end runs use one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_the_bptt_horizon(tmp_path, one_thread):
+    """Through the real harness, same budget: truncation k > D learns the recall; k = D/2, where no gradient
+    ever links a recall to its source, stays near the memoryless baseline. (Train much longer and a state that
+    learnt to carry things for k steps starts to carry them for D: benchmarks/copy_horizon.py measures that.)"""
+    import zoo
+
+    D = 4
+    b = copy_task_bounds(D, "val")
+    closed = {}
+    for k in (2, 8):
+        overrides = {"model": {"n_embd": 8, "n_hidden": 32},
+                     "data": {"corpus": f"copy:{D}", "block_size": k, "batch_size": 256 // k},
+                     "optim": {"lr": 1e-2, "warmup_steps": 20, "weight_decay": 0.0},
+                     "trainer": {"max_steps": 300, "val_every": 300, "val_batches": 1, "checkpoint_every": 0, "progress_bar": False}}
+        val = zoo.train(zoo.make_config("rnn", "quick", overrides=overrides), tmp_path / f"k{k}", quiet=True)["val"]["nats"]
+        closed[k] = (b["memoryless"] - val) / (b["memoryless"] - b["oracle"])
+    assert closed[8] > 0.8 and closed[2] < 0.3, closed

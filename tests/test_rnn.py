@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.data import split
 from zoo.errors import ZooError
 from zoo.registry import build, get
 
@@ -107,3 +108,58 @@ def test_bad_hyperparameters_raise(bad):
         build("rnn", vocab_size=V, **bad)
     with pytest.raises(ZooError):
         build("lstm", vocab_size=V, **bad)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models step through many tiny ops; on a busy shared CPU a second intra-op thread only adds
+    synchronisation (tens of times slower here), so these end-to-end runs use one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm"])
+def test_harness_carries_the_state_detached(name, tmp_path, tiny_corpus, one_thread):
+    """The real harness (zoo.train, truncated BPTT): each chunk gets exactly the state the previous chunk left,
+    with no graph attached (the gradient stops at the boundary), and a fresh None when the streams wrap."""
+    from lightning.pytorch.callbacks import Callback
+
+    import zoo
+
+    class Recorder(Callback):
+        def __init__(self):
+            self.given, self.left, self.batches = [], [], []
+
+        def on_train_start(self, trainer, pl_module):
+            pl_module.model.register_forward_pre_hook(self.record_input)
+
+        def record_input(self, module, args):
+            if module.training:
+                self.given.append(args[1] if len(args) > 1 else None)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.left.append(pl_module.state)
+            self.batches.append(batch)
+
+    recorder = Recorder()
+    B, k, steps = 16, 32, 16
+    chunks = (len(split(torch.arange(len(tiny_corpus.read_text())))["train"]) - 1) // B // k  # per stream
+    assert 1 < chunks < steps - 1  # so the streams wrap around inside the run
+    overrides = {"data": {"corpus": str(tiny_corpus), "block_size": k, "batch_size": B},
+                 "trainer": {"max_steps": steps, "val_every": 100, "progress_bar": False}}
+    zoo.train(zoo.make_config(name, "quick", overrides=overrides), tmp_path / "run", callbacks=[recorder], quiet=True)
+    as_tuple = lambda s: s if isinstance(s, tuple) else (s,)  # noqa: E731
+    resets = [bool(b[2]) for b in recorder.batches]
+    assert resets == [step % chunks == 0 for step in range(steps)]
+    assert len(recorder.given) == steps
+    for step, given in enumerate(recorder.given):
+        if resets[step]:
+            assert given is None
+            continue
+        (x, _, _), (_, y_prev, _) = recorder.batches[step], recorder.batches[step - 1]
+        assert torch.equal(x[:, 0], y_prev[:, -1])  # the chunk continues the previous one, stream by stream
+        for s, prev in zip(as_tuple(given), as_tuple(recorder.left[step - 1])):
+            assert torch.equal(s, prev) and s.abs().sum() > 0  # the carry: the values the last chunk left
+            assert s.grad_fn is None and not s.requires_grad  # the truncation: no path back into that chunk

@@ -6,6 +6,8 @@
     zoo eval RUN_DIR [--split val|test] [--json] [--data CORPUS]
     zoo sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
     zoo ladder [--preset quick|book] [--data CORPUS] [--seed N] [--out DIR] [--resume] [--rungs a,b]
+    zoo chapter run NN [--smoke] [--force]     train a chapter's experiment, write its results.json and figures
+    zoo book [--smoke] [--figures-only]        every chapter, then the home page's table and plot
 
 Bad input is one line on stderr and exit code 2.
 """
@@ -21,11 +23,11 @@ from typing import Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from zoo import registry
+from zoo import book, registry
 from zoo.config import DataConfig, OptimConfig, TrainerConfig, deep_merge
 from zoo.errors import ZooError
 
-COMMANDS = ("list", "train", "eval", "sample", "ladder")
+COMMANDS = ("list", "train", "eval", "sample", "ladder", "chapter", "book")
 
 
 def _quiet_libraries() -> None:
@@ -224,7 +226,8 @@ def cmd_ladder(argv: list[str]) -> int:
     return 0
 
 
-HANDLERS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "ladder": cmd_ladder}
+HANDLERS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "ladder": cmd_ladder,
+            "chapter": book.cmd_chapter, "book": book.cmd_book}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -273,3 +273,110 @@ class TextDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict) -> None:
         if state.get("corpus_sha256") != self.corpus.sha256 or state.get("vocab") != self.tokenizer.vocab:
             raise ZooError("the checkpoint was trained on a different corpus or vocabulary than this run's data")
+
+
+# ---- synthetic copy task (copy:D) ----
+import functools  # noqa: E402  (kept inside this section: it is self-contained)
+import math  # noqa: E402
+
+COPY_LETTERS = "abcd"  # the A = 4 letters; their upper-case forms are the cues
+COPY_CUE_P = 0.5  # probability that a free position is a cue (upper case)
+COPY_LENGTH = 200_000  # characters per generated text
+COPY_SEED = 4  # the generator's fixed seed (combined with D): the same D always gives the same text
+
+
+def copy_task_text(D: int) -> str:
+    """The text of corpus ``copy:D``: a letter must be recalled D steps after it was seen.
+
+    Every position is either *free* or a *recall* position:
+
+    * free: a letter drawn uniformly from ``abcd``; with probability p = 1/2 it is written in upper
+      case, which is a *cue*: "the next character is a recall";
+    * recall (the position right after a cue): the letter D steps earlier, in lower case —
+      ``s[t] = lower(s[t - D])`` — and never a cue itself.
+
+    So where to recall is visible from the previous character alone; *what* to recall is D steps
+    back. With D = 3 the text begins ``acBaAbcBbcbcAbcdcdaBd…``: each upper-case letter is followed
+    by the letter three places before that follower (``acBa``, ``aAb``, ``cBb``, …). No cue occurs
+    before position D - 1, so every recall has a source. The text is 200,000 characters, generated from a fixed seed (``np.random.default_rng([4, D])``):
+    deterministic, no download. Vocabulary: ``ABCDabcd``.
+
+    Exact entropies (A = 4 letters, p = 1/2; a recall follows a free position with probability p,
+    so a fraction 1/(1+p) = 2/3 of positions are free and p/(1+p) = 1/3 are recalls):
+
+    * memoryless baseline — the best any model can do without seeing s[t - D] (for D >= 2 a bigram,
+      which sees only s[t - 1], reaches it):
+      free positions cost log A + H(p) = 3 bits, recalls log A = 2 bits (a uniform guess), so
+      log A + H(p)/(1+p) = 8/3 ≈ 2.667 bits/char = 1.848 nats/char;
+    * oracle — the process itself, which remembers: recalls cost 0, so
+      (log A + H(p))/(1+p) = 2 bits/char = 1.386 nats/char.
+
+    The whole gap between the two, 2/3 bit per character, sits at the recall positions.
+    ``copy_task_bounds(D, split)`` gives both numbers exactly on a split's actual characters.
+    """
+    if D < 1:
+        raise ZooError(f"copy:D needs a delay D >= 1, got {D}")
+    A = len(COPY_LETTERS)
+    rng = np.random.default_rng([COPY_SEED, D])
+    letters = rng.integers(0, A, COPY_LENGTH).tolist()  # the letter of each free position
+    cues = (rng.random(COPY_LENGTH) < COPY_CUE_P).tolist()  # whether a free position is a cue
+    codes: list[int] = []  # 0..A-1 lower-case letters, A..2A-1 their upper-case cues
+    recall = False  # is this position the one after a cue?
+    for t in range(COPY_LENGTH):
+        if recall:
+            codes.append(codes[t - D] % A)  # the letter D steps back, lower case
+            recall = False
+        else:
+            recall = cues[t] and t >= D - 1  # a cue at t means a recall at t + 1 >= D
+            codes.append(letters[t] + (A if recall else 0))
+    chars = COPY_LETTERS + COPY_LETTERS.upper()
+    return "".join(chars[c] for c in codes)
+
+
+def copy_task_bounds(D: int, split_name: str = "val") -> dict[str, float]:
+    """Exact nats/char of the memoryless baseline and of the oracle on one split of ``copy:D``.
+
+    Averaged over the split's characters after its first (each predicted from everything before it,
+    as in every evaluation), with the probabilities of the generating process: a free character costs
+    −log(1/A) − log(p or 1−p) for both; a recall costs log A for the memoryless model and 0 for the oracle.
+    Also the theoretical per-character values (``*_theory``) that the ``copy_task_text`` docstring derives.
+    """
+    text = copy_task_text(D)
+    A, p = len(COPY_LETTERS), COPY_CUE_P
+    is_upper = np.frombuffer(text.encode("ascii"), dtype=np.uint8) < ord("a")  # cues (upper case)
+    recall = np.zeros(len(text), dtype=bool)
+    recall[1:] = is_upper[:-1]  # the position after a cue
+    may_cue = np.arange(len(text)) >= D - 1  # the generator allows cues from position D - 1 on
+    case_nats = np.where(may_cue, np.where(is_upper, -math.log(p), -math.log(1 - p)), 0.0)
+    free_nats = math.log(A) + case_nats
+    memoryless = np.where(recall, math.log(A), free_nats)
+    oracle = np.where(recall, 0.0, free_nats)
+    n = len(text)
+    n_train, n_val = int(n * SPLIT_FRACTIONS[0]), int(n * SPLIT_FRACTIONS[1])
+    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
+    if split_name not in bounds:
+        raise ZooError(f"unknown split {split_name!r} (train, val or test)")
+    lo, hi = bounds[split_name]
+    Hp = -p * math.log(p) - (1 - p) * math.log(1 - p)
+    return {
+        "memoryless": float(memoryless[lo + 1:hi].mean()),
+        "oracle": float(oracle[lo + 1:hi].mean()),
+        "memoryless_theory": math.log(A) + Hp / (1 + p),
+        "oracle_theory": (math.log(A) + Hp) / (1 + p),
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def copy_corpus(argument: str) -> Corpus:
+    """``copy:D``: the synthetic recall task with delay D (see ``copy_task_text``)."""
+    try:
+        D = int(argument)
+    except ValueError:
+        D = 0
+    if not 1 <= D < COPY_LENGTH // 20:
+        raise ZooError(f"corpus copy:D needs a whole-number delay 1 <= D < {COPY_LENGTH // 20}, got {argument!r} (e.g. copy:8)")
+    return Corpus.from_text(f"copy:{D}", copy_task_text(D))
+
+
+PARAMETRISED_CORPORA["copy"] = copy_corpus
+# ---- end copy task ----

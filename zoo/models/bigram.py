@@ -8,11 +8,14 @@ from torch import nn
 from zoo.registry import register
 
 
+# --8<-- [start:config]
 @dataclass(frozen=True)
 class BigramConfig:
     vocab_size: int = 0  # bound from the data
+# --8<-- [end:config]
 
 
+# --8<-- [start:model]
 @register("bigram", chapter="00-setup")
 class Bigram(nn.Module):
     """Bigram table — a zero-layer transformer (Elhage et al. 2021): embedding straight into unembedding.
@@ -43,5 +46,8 @@ class Bigram(nn.Module):
         self.table = nn.Embedding(config.vocab_size, config.vocab_size)  # row = current char, column = next char
         nn.init.zeros_(self.table.weight)  # start at the uniform distribution
 
+    # --8<-- [start:forward]
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.table(idx)  # (B, T) -> (B, T, vocab_size)
+    # --8<-- [end:forward]
+# --8<-- [end:model]

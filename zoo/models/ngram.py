@@ -14,7 +14,7 @@ SMOOTHINGS = ("kneser-ney", "add-k")
 @dataclass(frozen=True)
 class NGramConfig:
     vocab_size: int = 0  # bound from the data
-    order: int = 6  # N: predict a character from the N-1 before it (orders 1..N are all counted)
+    order: int = 7  # N: predict a character from the N-1 before it (orders 1..N are all counted)
     smoothing: str = "kneser-ney"  # "kneser-ney" (interpolated, modified: three discounts) or "add-k"
     k: float = 0.1  # the pseudo-count of add-k smoothing (ignored by Kneser-Ney)
 
@@ -29,7 +29,7 @@ class NGram(nn.Module):
     add-k:       P(w | h) = (c(h w) + k) / (c(h) + k V)                       if c(h) > 0,
                  P(w | h) = P(w | h')  (h' = h without its first character)  if h was never seen.
 
-    interpolated modified Kneser-Ney (Chen & Goodman 1998, §3.6), for orders j = 1..N:
+    interpolated modified Kneser-Ney (Chen & Goodman 1998), for orders j = 1..N:
         P_j(w | h) = max(c_j(h w) − D_j(c_j(h w)), 0) / c_j(h)  +  γ_j(h) P_{j−1}(w | h'),
         γ_j(h)     = (D_j1 N1(h •) + D_j2 N2(h •) + D_j3+ N3+(h •)) / c_j(h),
         P_0(w)     = 1 / V,      and P_j(w | h) = P_{j−1}(w | h') when c_j(h) = 0 (an unseen context).
@@ -43,9 +43,9 @@ class NGram(nn.Module):
     Every P_j sums to 1 over the vocabulary, and P_0 > 0 with γ_1 > 0 makes every probability positive.
 
     Counting is vectorised: the j-grams of the text get dense ids through a trie of sort keys,
-    key(g) = id(g without its last character) · V + last character, so ``np.unique`` over one array
-    of keys per order counts every j-gram at once. Lookups at forward time are ``searchsorted`` in
-    those sorted keys. The tables are buffers, so a fitted model saves and loads like any other.
+    key(g) = id(g without its last character) · V + last character, so one sort of the key array per
+    order counts every j-gram at once (no loop over characters). Lookups at forward time are
+    ``searchsorted`` in those sorted keys, and the continuations of a context are one contiguous run. The tables are buffers, so a fitted model saves and loads like any other.
     A position whose window gives it fewer than N−1 characters of context (the start of a text)
     uses the order its context allows — the same P_j the longer orders back off to.
     """
@@ -54,7 +54,7 @@ class NGram(nn.Module):
     trainable = False  # fitted by counting: fit(tokens), no optimiser
     presets = {
         "quick": {"model": {"order": 4}, "data": {"block_size": 32}},
-        "book": {"model": {"order": 6}, "data": {"block_size": 128}},
+        "book": {"model": {"order": 7}, "data": {"block_size": 128}},  # order 7 is where val bpc bottoms out (benchmarks/ngram_orders.py)
     }
 
     def __init__(self, config: NGramConfig):
@@ -67,19 +67,18 @@ class NGram(nn.Module):
             raise ValueError(f"smoothing must be one of {', '.join(SMOOTHINGS)}, got {config.smoothing!r}")
         if config.smoothing == "add-k" and not config.k > 0:
             raise ValueError(f"add-k smoothing needs k > 0 (k = 0 gives unseen characters probability zero), got {config.k}")
-        if config.vocab_size ** 2 * (config.vocab_size + 1) >= 2**62:
-            raise ValueError(f"vocab_size {config.vocab_size} is too large for int64 n-gram keys")
         self.config = config
-        self.context_length = config.order - 1  # logits at t see idx[t-N+2 .. t]
+        # Logits at t see idx[t-N+2 .. t]; a unigram sees nothing, but the contract counts at least the current token.
+        self.context_length = max(1, config.order - 1)
         N = config.order
         # The tables of every gram length j = 0..N, concatenated: length j occupies rows offsets[j]:offsets[j+1].
         # Length 0 is the empty gram (one row): the context of the unigram order.
         self.register_buffer("offsets", torch.tensor([0] + [1] * (N + 1)))  # (N+2,)
         self.register_buffer("keys", torch.zeros(1, dtype=torch.long))  # (G,) id(prefix) * V + last char, sorted per length
-        self.register_buffer("counts", torch.zeros(1, dtype=torch.long))  # (G,) c_j(g): raw at j = N (and for add-k), N1+(• g) below
+        self.register_buffer("counts", torch.zeros(1, dtype=torch.int32))  # (G,) c_j(g): raw at j = N (and for add-k), N1+(• g) below
         # The gram as a context of order j+1: c_{j+1}(h) and N1, N2, N3+(h •).
-        self.register_buffer("ctx_total", torch.zeros(1, dtype=torch.long))  # (G,)
-        self.register_buffer("ctx_n", torch.zeros(1, 3, dtype=torch.long))  # (G, 3)
+        self.register_buffer("ctx_total", torch.zeros(1, dtype=torch.int32))  # (G,)
+        self.register_buffer("ctx_n", torch.zeros(1, 3, dtype=torch.int32))  # (G, 3)
         self.register_buffer("discounts", torch.zeros(N + 1, 3, dtype=torch.float64))  # (N+1, 3) row j: D_j1, D_j2, D_j3+
 
     # ----------------------------------------------------------------------------------- counting
@@ -88,20 +87,32 @@ class NGram(nn.Module):
         V, N = self.config.vocab_size, self.config.order
         x = tokens.detach().reshape(-1).cpu().numpy().astype(np.int64)  # (n,)
         n = len(x)
-        if n == 0:
-            raise ValueError("cannot fit an n-gram model on an empty text")
+        if not 0 < n < 2**31:
+            raise ValueError(f"can fit an n-gram model on 1 to 2^31 - 1 tokens, got {n}")
         if x.min() < 0 or x.max() >= V:
             raise ValueError(f"token ids must lie in [0, {V}), got [{x.min()}, {x.max()}]")
         # ids[j][i]: dense id of the j-gram starting at i (i = 0 .. n-j); the empty gram has id 0 everywhere.
         ids = [np.zeros(n + 1, dtype=np.int64)]  # (n+1,)
         keys, raw = [np.zeros(1, dtype=np.int64)], [np.array([n], dtype=np.int64)]
+        order = np.arange(n + 1)  # start positions sorted by the (j-1)-gram there (trivially, for j-1 = 0)
         for j in range(1, N + 1):
-            if n - j + 1 <= 0:  # the text is shorter than j: no j-grams at all
+            m = n - j + 1  # how many j-grams the text has
+            if m <= 0:  # the text is shorter than j
                 ids.append(np.zeros(0, dtype=np.int64)), keys.append(np.zeros(0, dtype=np.int64)), raw.append(np.zeros(0, dtype=np.int64))
                 continue
-            key = ids[j - 1][: n - j + 1] * V + x[j - 1 :]  # (n-j+1,) prefix id · V + last char
-            uniq, inverse, count = np.unique(key, return_inverse=True, return_counts=True)  # sorted: a trie level
-            ids.append(inverse.reshape(-1)), keys.append(uniq), raw.append(count)
+            key = ids[j - 1][:m] * V + x[j - 1 :]  # (m,) prefix id · V + last char: sorting keys sorts j-grams
+            # The positions are already sorted by prefix, so a stable sort by the full key only reorders
+            # inside each prefix's run (near-linear for timsort; radix sort while keys fit in 16 bits).
+            order = order[order < m]  # (m,) drop the start too close to the end for a j-gram
+            by = key[order] if len(keys[j - 1]) * V > 2**16 else key[order].astype(np.uint16)  # (m,)
+            order = order[np.argsort(by, kind="stable")]  # (m,) start positions sorted by j-gram
+            sorted_key = key[order]  # (m,)
+            first = np.ones(m, dtype=bool)  # (m,) where a new j-gram begins in sorted order
+            np.not_equal(sorted_key[1:], sorted_key[:-1], out=first[1:])
+            starts = np.flatnonzero(first)  # (U_j,)
+            inverse = np.empty(m, dtype=np.int64)  # (m,)
+            inverse[order] = np.cumsum(first) - 1  # dense id = rank among the distinct keys
+            ids.append(inverse), keys.append(sorted_key[starts]), raw.append(np.diff(starts, append=m))
 
         counts = [c.copy() for c in raw]
         if self.config.smoothing == "kneser-ney":
@@ -128,18 +139,19 @@ class NGram(nn.Module):
                 n123[j - 1][:, r] = np.bincount(parent, weights=bucket == r, minlength=len(keys[j - 1]))
             discounts[j] = self.estimate_discounts(np.bincount(counts[j], minlength=5)[1:5])
 
-        as_tensor = lambda parts: torch.from_numpy(np.concatenate(parts))  # noqa: E731
-        self.offsets = torch.tensor(np.cumsum([0] + [len(k) for k in keys]))  # (N+2,)
-        self.keys = as_tensor(keys)  # (G,)
-        self.counts = as_tensor(counts).long()  # (G,)
-        self.ctx_total = as_tensor(total)  # (G,)
-        self.ctx_n = as_tensor(n123)  # (G, 3)
-        self.discounts = torch.from_numpy(discounts)  # (N+1, 3)
+        device = self.keys.device  # the tables live where the module was moved
+        as_tensor = lambda parts, dtype: torch.from_numpy(np.concatenate(parts).astype(dtype)).to(device)  # noqa: E731
+        self.offsets = torch.tensor(np.cumsum([0] + [len(k) for k in keys]), device=device)  # (N+2,)
+        self.keys = as_tensor(keys, np.int64)  # (G,)
+        self.counts = as_tensor(counts, np.int32)  # (G,) int32 halves the checkpoint; fit checks n < 2^31
+        self.ctx_total = as_tensor(total, np.int32)  # (G,)
+        self.ctx_n = as_tensor(n123, np.int32)  # (G, 3)
+        self.discounts = torch.from_numpy(discounts).to(device)  # (N+1, 3)
         return self
 
     @staticmethod
     def estimate_discounts(n: np.ndarray) -> np.ndarray:
-        """D1, D2, D3+ from the count-of-counts n1..n4 of one order (Chen & Goodman 1998, eq. 26)."""
+        """D1, D2, D3+ from the count-of-counts n1..n4 of one order (Chen & Goodman 1998)."""
         n1, n2, n3, n4 = (float(v) for v in n)
         if min(n1, n2, n3, n4) == 0:  # too little data for the estimate: the classic fixed discount
             return np.full(3, 0.75)
@@ -177,26 +189,25 @@ class NGram(nn.Module):
         for j in range(1, N + 1):  # order j: context = the (j-1)-gram ending at t
             rows = self._rows(j - 1)
             c = ctx[j - 1].reshape(-1)  # (B*T,)
-            seen = c >= 0
-            total = torch.zeros_like(c)  # (B*T,)
-            total[seen] = self.ctx_total[rows][c[seen]]
-            seen = total > 0  # an unseen context keeps P_{j-1}: clean back-off
-            if not seen.any():
-                continue
+            if not (c >= 0).any():  # no context this long was ever seen (nor any longer one)
+                break
+            c = c.clamp(min=0)  # (B*T,) unseen contexts read row 0 and are masked out by `seen`
+            total = torch.where(ctx[j - 1].reshape(-1) >= 0, self.ctx_total[rows][c], 0).double()  # (B*T,) c_j(h)
+            seen = total > 0  # (B*T,) an unseen context keeps P_{j-1}: clean back-off
             pos = seen.nonzero().squeeze(1)  # (S,) positions whose context was seen at order j
-            c, total = c[pos], total[pos].double()  # (S,)
-            children, row = self._children(j, c)  # (E,) table rows of the j-grams h·w, (E,) which position
-            w = self.keys[self._rows(j)][children] % V  # (E,) the continuation character
-            count = self.counts[self._rows(j)][children].double()  # (E,)
+            children, row = self._children(j, c[pos])  # (E,) table rows of the j-grams h·w; (E,) index into pos
+            at = pos[row]  # (E,) the position each j-gram h·w belongs to
+            w = self.keys[self._rows(j)][children] % V  # (E,) its last character
+            count = self.counts[self._rows(j)][children].double()  # (E,) c_j(h w)
             if self.config.smoothing == "add-k":
-                denom = total + self.config.k * V  # (S,)
-                p[pos] = self.config.k / denom[:, None]  # (S, V) the pseudo-count every character gets
-                p[pos[row], w] += count / denom[row]
+                denom = total + self.config.k * V  # (B*T,)
+                p = torch.where(seen[:, None], self.config.k / denom[:, None], p)  # (B*T, V) k for every character
+                p[at, w] += count / denom[at]  # ... plus the counts
             else:
                 D = self.discounts[j]  # (3,)
-                gamma = (self.ctx_n[rows][c].double() @ D) / total  # (S,) the mass the discounts free up
-                p[pos] = gamma[:, None] * p[pos]  # (S, V) γ_j(h) P_{j-1}(w | h')
-                p[pos[row], w] += (count - D[count.long().clamp(max=3) - 1]).clamp(min=0) / total[row]
+                gamma = (self.ctx_n[rows][c].double() @ D) / total.clamp(min=1)  # (B*T,) mass the discounts free
+                p = torch.where(seen[:, None], gamma[:, None] * p, p)  # (B*T, V) γ_j(h) P_{j-1}(w | h')
+                p[at, w] += (count - D[count.long().clamp(max=3) - 1]).clamp(min=0) / total[at]  # ... plus discounted counts
         return p.log().view(B, T, V)  # (B, T, V)
 
     def _children(self, j: int, c: torch.Tensor):

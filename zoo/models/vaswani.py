@@ -77,9 +77,11 @@ class Vaswani(nn.Module):
         self.context_length = config.block_size  # logits at t see at most block_size tokens
         C = config.n_embd
         self.wte = nn.Embedding(config.vocab_size, C)  # E, shared with the output projection
-        # N(0, d_model^−0.5) as in tensor2tensor: after the √d_model scale each embedding has unit-size
-        # entries, the same scale as the sinusoids it is added to.
-        nn.init.normal_(self.wte.weight, std=C**-0.5)
+        # The paper gives no initialisation. Tying makes the choice matter: the top block's output is
+        # LayerNorm-ed to length √d_model, so E's rows must start short or the initial softmax is far
+        # from uniform (N(0, d_model^−0.5), tensor2tensor's choice, starts at ~2× the uniform loss here).
+        # GPT-2's N(0, 0.02) starts near uniform; Adam then grows the embeddings within a few steps.
+        nn.init.normal_(self.wte.weight, std=0.02)
         self.register_buffer("pe", sinusoidal_positions(config.block_size, C), persistent=False)  # (block_size, C)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))

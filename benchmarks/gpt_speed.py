@@ -1,0 +1,220 @@
+"""Training speed of the `gpt` rung at nanoGPT's laptop-CPU size: tokens/s, wall time and MFU.
+
+    python benchmarks/gpt_speed.py [--preset nanogpt-cpu] [--steps 10] [--rounds 5] [--variants a,b,...]
+                                   [--threads N] [--profile] [--json]
+
+A benchmark, not a test. Each variant is a way of running the same training step (forward, cross-entropy,
+backward, gradient clipping, AdamW step) on the same model; the variants run round-robin, ``--steps``
+timed steps each per round, so that every variant sees the same mix of machine load. Per variant it
+reports the median over rounds of tokens/s, and the median over rounds of its speed relative to the
+baseline *in the same round* — on a shared machine only these within-run ratios mean anything.
+
+FLOPs per token use the standard estimate (Kaplan et al. 2020; PaLM, Chowdhery et al. 2022, app. B; nanoGPT's
+``estimate_mfu``):  6·N + 12·n_layer·n_embd·T, with N every parameter (the tied embedding counted once: its
+use as the output projection is a matmul, its use as a lookup is free) and T = block_size. Model FLOP
+utilisation = achieved FLOP/s ÷ this machine's matmul peak, measured in the same run by
+benchmarks/matmul_peak.py (fp32 and bf16; the better of a measurement before and after the timings).
+
+Variants (``--variants``, comma-separated): "eager" — the harness's default path, fp32, eager PyTorch,
+AdamW(foreach), torch's default thread count — is the baseline; any other variant is features joined by "+":
+  1thread        torch.set_num_threads(1) while this variant runs: no OpenMP fork/join barrier per op
+  sdpa-math      SDPA forced onto its unfused "math" backend instead of the fused CPU flash kernel
+  fused-adamw    AdamW(fused=True): the optimiser update as one fused kernel
+  bf16           the forward under torch.autocast("cpu", bfloat16)  (what trainer.precision "bf16-mixed" does)
+  compile        model.compile(): the whole forward traced by TorchDynamo and fused by Inductor
+  compile-blocks GPTConfig(compile=True): each block compiled in place (the rung's config option)
+Compile time is reported separately (warm-up steps are not timed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+DEFAULT_THREADS = torch.get_num_threads()
+VOCAB = 65  # tinyshakespeare's character set; the cost of a step does not depend on which tokens it sees
+FEATURES = ("1thread", "sdpa-math", "fused-adamw", "bf16", "compile", "compile-blocks")
+DEFAULT_VARIANTS = ["eager", "sdpa-math", "fused-adamw", "bf16", "compile", "compile-blocks", "compile+bf16",
+                    "1thread", "1thread+bf16", "1thread+compile", "1thread+compile+bf16", "1thread+compile+fused-adamw"]
+
+
+def features(variant: str) -> set[str]:
+    return set() if variant == "eager" else set(variant.split("+"))
+
+
+def _load_matmul_peak():
+    spec = importlib.util.spec_from_file_location("matmul_peak", Path(__file__).with_name("matmul_peak.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def flops_per_token(model, n_layer: int, n_embd: int, T: int) -> int:
+    """6·N + 12·n_layer·n_embd·T (forward + backward; attention scores and values at full T×T)."""
+    N = sum(p.numel() for p in model.parameters())
+    return 6 * N + 12 * n_layer * n_embd * T
+
+
+class Runner:
+    """One variant: its own model (same seed, same weights), optimiser and step function."""
+
+    def __init__(self, name: str, preset: dict, seed: int = 0):
+        from zoo.registry import build
+
+        self.name, f = name, features(name)
+        model_kw = dict(preset["model"])
+        if "compile-blocks" in f:
+            model_kw["compile"] = True
+        self.T, self.B = preset["data"]["block_size"], preset["data"]["batch_size"]
+        torch.manual_seed(seed)
+        self.model = build("gpt", vocab_size=VOCAB, block_size=self.T, **model_kw).train()
+        if "compile" in f:
+            self.model.compile()
+        optim = preset["optim"]
+        params = list(self.model.parameters())
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": optim.get("weight_decay", 0.1)},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        kw = {"fused": True} if "fused-adamw" in f else {"foreach": True}
+        self.opt = torch.optim.AdamW(groups, lr=optim.get("lr", 1e-3), betas=tuple(optim.get("betas", (0.9, 0.95))), **kw)
+        self.bf16 = "bf16" in f
+        self.math_sdpa = "sdpa-math" in f
+        g = torch.Generator().manual_seed(seed)
+        self.batches = [torch.randint(0, VOCAB, (self.B, self.T + 1), generator=g) for _ in range(8)]
+        self.i = 0
+        self.threads = 1 if "1thread" in f else torch.get_num_threads()
+
+    def step(self) -> float:
+        batch = self.batches[self.i % len(self.batches)]
+        self.i += 1
+        idx, targets = batch[:, :-1], batch[:, 1:]  # (B, T) each
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16), _sdpa_backend(self.math_sdpa):
+            logits = self.model(idx)  # (B, T, vocab_size)
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0, foreach=True)
+        self.opt.step()
+        return loss.item()
+
+    def timed(self, steps: int) -> float:
+        """Tokens per second over ``steps`` steps (on this variant's thread count)."""
+        torch.set_num_threads(self.threads)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        elapsed = time.perf_counter() - t0
+        torch.set_num_threads(DEFAULT_THREADS)
+        return steps * self.B * self.T / elapsed
+
+
+def _sdpa_backend(math_only: bool):
+    from contextlib import nullcontext
+
+    if not math_only:
+        return nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.MATH])
+
+
+def profile(runner: Runner, steps: int = 10, rows: int = 18) -> str:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    for _ in range(3):
+        runner.step()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            runner.step()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="nanogpt-cpu", help="the gpt preset whose model/data/optim sizes to use")
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per variant per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first (compilation happens here)")
+    ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of the eager baseline")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    global DEFAULT_THREADS
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    DEFAULT_THREADS = torch.get_num_threads()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from zoo.registry import get
+
+    preset = get("gpt").preset(args.preset)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = set().union(*(features(v) for v in variants)) - set(FEATURES)
+    if unknown:
+        ap.error(f"unknown features {sorted(unknown)}; variants are 'eager' or features joined by '+' from {FEATURES}")
+    if "eager" not in variants:
+        variants.insert(0, "eager")
+    mp = _load_matmul_peak()
+    peak_before = mp.peaks(n=2048, repeats=5)
+
+    runners, compile_s = {}, {}
+    for v in variants:
+        runners[v] = Runner(v, preset)
+        t0 = time.perf_counter()
+        runners[v].timed(args.warmup)
+        compile_s[v] = time.perf_counter() - t0
+    if args.profile:
+        print(profile(runners["eager"]))
+
+    rates = {v: [] for v in variants}
+    t_start = time.perf_counter()
+    for _ in range(args.rounds):
+        for v in variants:
+            rates[v].append(runners[v].timed(args.steps))
+    wall = time.perf_counter() - t_start
+    peak_after = mp.peaks(n=2048, repeats=5)
+    peak = {dt: max(peak_before[dt]["best_gflops"], peak_after[dt]["best_gflops"]) for dt in ("float32", "bfloat16")}
+
+    base = runners["eager"]
+    m = preset["model"]
+    fpt = flops_per_token(base.model, m["n_layer"], m["n_embd"], base.T)
+    rows = []
+    for v in variants:
+        tok_s = statistics.median(rates[v])
+        ratio = statistics.median(r / b for r, b in zip(rates[v], rates["eager"]))
+        gflops = fpt * tok_s / 1e9
+        rows.append({"variant": v, "tokens_per_s": tok_s, "vs_eager": ratio, "model_gflops": gflops,
+                     "mfu_fp32": gflops / peak["float32"], "mfu_bf16": gflops / peak["bfloat16"],
+                     "step_ms": 1000 * base.B * base.T / tok_s, "warmup_s": compile_s[v],
+                     "all_tokens_per_s": rates[v]})
+    steps_in_preset = preset["trainer"].get("max_steps", 0)
+    result = {"preset": args.preset, "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "params": sum(p.numel() for p in base.model.parameters()), "flops_per_token": fpt,
+              "flops_formula": "6*N + 12*n_layer*n_embd*T", "B": base.B, "T": base.T,
+              "peak_gflops": peak, "timed_wall_s": wall, "rows": rows}
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"gpt @ {args.preset}: {result['params']:,} params, B={base.B} T={base.T}, "
+          f"{fpt / 1e6:.2f} MFLOP/token (6N + 12·L·C·T), torch {torch.__version__}, {result['threads']} threads")
+    print(f"matmul peak (best of before/after): fp32 {peak['float32']:.1f} GFLOP/s, bf16 {peak['bfloat16']:.1f} GFLOP/s")
+    print(f"{args.rounds} rounds × {args.steps} steps per variant, round-robin, {wall:.1f} s timed in all")
+    print(f"{'variant':<30}{'tokens/s':>10}{'vs eager':>10}{'ms/step':>9}{'GFLOP/s':>9}{'MFU fp32':>10}{'MFU bf16':>10}"
+          f"{'warmup s':>10}{f'  {steps_in_preset} steps':>14}")
+    for r in rows:
+        print(f"{r['variant']:<30}{r['tokens_per_s']:>10.0f}{r['vs_eager']:>9.2f}×{r['step_ms']:>9.1f}{r['model_gflops']:>9.2f}"
+              f"{r['mfu_fp32']:>9.1%} {r['mfu_bf16']:>9.1%}{r['warmup_s']:>10.1f}"
+              f"{steps_in_preset * r['step_ms'] / 1000 / 60:>11.1f} min")
+
+
+if __name__ == "__main__":
+    main()

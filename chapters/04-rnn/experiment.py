@@ -1,0 +1,13 @@
+"""Chapter 04: the runs behind the chapter's numbers (see chapters/README.md).
+
+Each rung at its book preset on tinyshakespeare, three seeds; `zoo chapter run 04` trains them and
+writes results.json and figures/ here. Add ablations as further Run(...) entries with leaderboard=False.
+"""
+
+from zoo.book import Run
+
+CORPUS = "tinyshakespeare"
+RUNS = [
+    Run("rnn", preset="book", seeds=(0, 1, 2)),
+    Run("lstm", preset="book", seeds=(0, 1, 2)),
+]

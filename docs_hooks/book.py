@@ -1,0 +1,117 @@
+"""mkdocs hooks that turn chapters/ and results.json into site pages (configured in mkdocs.yml ``hooks:``).
+
+* on_config: snippets read from the repository root and fail on a missing file or section; every
+  ``chapters/NN-slug/`` is appended to the nav section "Chapters".
+* on_files: each chapter's ``chapter.md`` becomes ``chapters/NN-slug/index.md`` in the site, with its
+  figures and results.json beside it; ``reference/models.md`` is generated from ``zoo/models/*.py``.
+* on_page_markdown: placeholders (``[[bigram.val.bpc|.3f]]``, see ``zoo.book``) are filled from
+  results.json; one that does not resolve aborts the build.
+* on_page_content: TeX from ``pymdownx.arithmatex`` (generic mode) becomes MathML at build time
+  (latex2mathml), which browsers render natively: no script, no font and no CDN.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import sys
+from pathlib import Path
+
+from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import File
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # a checkout that was not pip-installed still builds
+    sys.path.insert(0, str(ROOT))
+
+from zoo import book  # noqa: E402
+
+_state: dict = {}
+CHAPTER_ASSETS = (".png", ".svg", ".json", ".txt")
+
+
+def _root(config) -> Path:
+    return Path(config.config_file_path).resolve().parent
+
+
+def on_config(config):
+    root = _root(config)
+    _state["root"] = root
+    _state["chapters"] = book.chapters(root)
+    snippets = config.mdx_configs.setdefault("pymdownx.snippets", {})
+    snippets["base_path"] = [str(root)]
+    snippets["check_paths"] = True  # a missing file or section marker is an error, not an empty block
+    for entry in config.nav or []:
+        if isinstance(entry, dict) and "Chapters" in entry:
+            listed = entry["Chapters"] or []
+            entry["Chapters"] = list(listed) + [f"chapters/{c.slug}/index.md" for c in _state["chapters"]]
+    return config
+
+
+def on_files(files, config):
+    root = _state["root"]
+    for chapter in _state["chapters"]:
+        files.append(File.generated(config, f"chapters/{chapter.slug}/index.md", abs_src_path=str(chapter.path / "chapter.md")))
+        for path in sorted(chapter.path.rglob("*")):
+            rel = path.relative_to(chapter.path)
+            if path.is_file() and path.suffix in CHAPTER_ASSETS and rel.parts[0] != "runs":
+                files.append(File.generated(config, f"chapters/{chapter.slug}/{rel.as_posix()}", abs_src_path=str(path)))
+    files.append(File.generated(config, "reference/models.md", content=_models_page(root)))
+    return files
+
+
+def _models_page(root: Path) -> str:
+    """One section per rung module, in ladder order (read from the @register lines, nothing imported)."""
+    modules = []
+    for path in sorted((root / "zoo" / "models").glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        m = re.search(r'@register\(\s*"[^"]+"\s*,\s*chapter="([^"]+)"', path.read_text(encoding="utf-8"))
+        modules.append((m.group(1) if m else "99", path.stem))
+    parts = ["# Models\n", "Every rung in `zoo/models/`, in ladder order, documented from its docstrings.\n"]
+    for _, stem in sorted(modules):
+        parts.append(f"## `zoo.models.{stem}`\n\n::: zoo.models.{stem}\n    options:\n      show_root_heading: false\n      members_order: source\n")
+    return "\n".join(parts)
+
+
+def on_page_markdown(markdown, page, config, files):
+    src = page.file.src_uri
+    here = src.split("/")[1] if src.startswith("chapters/") and src.count("/") >= 2 else None
+    try:
+        return book.fill(markdown, book.load_book(_state["root"]), here, page=src)
+    except book.ZooError as e:
+        raise PluginError(str(e)) from None
+
+
+MATH = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.S)
+UNKNOWN_COMMAND = re.compile(r">\\[A-Za-z]+<")
+
+
+def _mathml(m, page: str) -> str:
+    from latex2mathml.converter import convert
+
+    tag, tex = m.group(1), html.unescape(m.group(2)).strip()
+    for left, right in (("\\(", "\\)"), ("\\[", "\\]"), ("$$", "$$"), ("$", "$")):
+        if tex.startswith(left) and tex.endswith(right):
+            tex = tex[len(left):-len(right)]
+            break
+    display = "block" if tag == "div" else "inline"
+    try:
+        out = convert(tex, display=display)
+    except Exception as e:  # latex2mathml raises its own exception types
+        raise PluginError(f"{page}: cannot render formula {tex!r}: {e}") from None
+    bad = UNKNOWN_COMMAND.search(out)
+    if bad:
+        raise PluginError(f"{page}: formula {tex!r} uses {bad.group(0)[1:-1]}, which the MathML renderer does not know")
+    return f'<div class="math-display">{out}</div>' if display == "block" else out
+
+
+def on_page_content(content, page, config, files):
+    return MATH.sub(lambda m: _mathml(m, page.file.src_uri), content)
+
+
+def on_serve(server, config, builder):
+    root = _state.get("root") or _root(config)
+    for folder in ("chapters", "zoo"):
+        server.watch(str(root / folder))
+    return server

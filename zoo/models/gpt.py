@@ -1,0 +1,208 @@
+"""Rung 7: the modern decoder-only recipe (Llama / modded-nanogpt), at character level."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from zoo.nn import RMSNorm, apply_rope, rope_cache
+from zoo.registry import register
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int = 0  # bound from the data
+    block_size: int = 0  # bound from the data: the longest window, and the left context the model can use
+    n_layer: int = 4  # number of blocks
+    n_head: int = 4  # attention heads per block; head_dim = n_embd / n_head must be even (RoPE rotates pairs)
+    n_embd: int = 128  # width of the residual stream
+    mlp_hidden: int = 0  # SwiGLU hidden width; 0 means 8/3 · n_embd rounded up to a multiple of 32
+    dropout: float = 0.0  # on embeddings, attention weights and each block's residual branch (0 for short runs)
+    tie_embeddings: bool = True  # share the token embedding with the output projection (False: a separate lm_head)
+    qk_norm: bool = False  # RMSNorm queries and keys per head before RoPE (bounds attention logits)
+    rope_base: float = 10000.0  # θ in RoPE's frequencies θ^(−2i/head_dim)
+    compile: bool = False  # torch.compile each block in place (same weights and state_dict; first steps pay compile time)
+
+
+def swiglu_hidden(n_embd: int, multiple_of: int = 32) -> int:
+    """8/3 · n_embd, rounded up to a multiple of ``multiple_of`` as Llama does (it uses 256 at width 4096).
+
+    Three C×H matrices at H = 8/3 · C hold as many weights as a GELU MLP's two C×4C ones; rounding to 32
+    keeps the widths SIMD-friendly while staying within 3 % of that count at n_embd 128 (352, not 341).
+    """
+    return multiple_of * -(-(8 * n_embd) // (3 * multiple_of))
+
+
+@register("gpt", chapter="07-gpt")
+class GPT(nn.Module):
+    """Modern GPT (Llama; modded-nanogpt) — pre-norm RMSNorm, rotary positions, SwiGLU and AdamW with cosine decay.
+
+    Over the Vaswani rung every change serves trainability or speed, not a new idea about language:
+        x_0 = E[idx]                                   no additive positions; order enters through RoPE
+        x = x + W_o · Attn(RoPE(q), RoPE(k), v)        q, k, v = RMSNorm(x) W_qkv  (pre-norm residual)
+        x = x + W_2 (SiLU(h W_g) ⊙ h W_u),  h = RMSNorm(x)
+        logits = RMSNorm(x_N) Eᵀ
+    with Attn = softmax(q kᵀ / √d + causal mask) v, and RoPE rotating each (q, k) dimension pair by pos · θ_i,
+    so a score depends only on the content of q and k and on their offset.
+
+    Each choice and where it comes from:
+      * pre-norm residual blocks — GPT-2 (Radford et al. 2019); Xiong et al. 2020: no warmup-sensitive post-LN.
+      * RMSNorm instead of LayerNorm — Zhang & Sennrich 2019; used by Llama (Touvron et al. 2023).
+      * rotary position embeddings — Su et al. 2021 (RoFormer); GPT-NeoX / Llama "rotate-half" layout.
+      * SwiGLU MLP, hidden 8/3 · n_embd — Shazeer 2020 ("GLU Variants Improve Transformer"); Llama's sizing.
+      * no biases — PaLM (Chowdhery et al. 2022); Llama.
+      * tied input/output embeddings by default — Press & Wolf 2017; GPT-2 / nanoGPT (untie: tie_embeddings=False).
+      * attention through F.scaled_dot_product_attention(is_causal=True) — fused kernels (PyTorch; nanoGPT).
+      * output projections zero-initialised, so every block starts as the identity — modded-nanogpt (Keller Jordan).
+      * optional QK-norm — Dehghani et al. 2023 (ViT-22B); modded-nanogpt.
+      * AdamW, β₂ 0.95, weight decay 0.1 on matrices, warmup + cosine decay — GPT-3 (Brown et al. 2020); Llama.
+    """
+
+    Config = GPTConfig
+    presets = {
+        "quick": {
+            "model": {"n_layer": 2, "n_head": 4, "n_embd": 64},
+            "data": {"block_size": 64, "batch_size": 32},
+            "optim": {"optimizer": "adamw", "lr": 3e-3, "betas": [0.9, 0.95], "weight_decay": 0.1,
+                      "schedule": "cosine", "warmup_steps": 20},
+            "trainer": {"max_steps": 200, "val_every": 100},
+        },
+        "book": {
+            "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0},
+            "data": {"block_size": 128, "batch_size": 32},
+            "optim": {"optimizer": "adamw", "lr": 3e-3, "betas": [0.9, 0.95], "weight_decay": 0.1,
+                      "schedule": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.1},
+            "trainer": {"max_steps": 2500, "val_every": 250},
+        },
+        # The size nanoGPT's README trains on a laptop CPU (train_shakespeare_char.py with --device=cpu
+        # --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --dropout=0.0):
+        # its lr 1e-3, 100 warmup steps, cosine to lr/10, and β₂ 0.99 ("tokens per iteration are few").
+        "nanogpt-cpu": {
+            "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0},
+            "data": {"block_size": 64, "batch_size": 12},
+            "optim": {"optimizer": "adamw", "lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.1,
+                      "schedule": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.1},
+            "trainer": {"max_steps": 2000, "val_every": 250},
+        },
+        # nanoGPT's train_shakespeare_char.py itself (6 layers, 6 heads, 384 wide, 256 tokens, dropout 0.2),
+        # for a machine with a GPU.
+        "nanogpt-gpu": {
+            "model": {"n_layer": 6, "n_head": 6, "n_embd": 384, "dropout": 0.2},
+            "data": {"block_size": 256, "batch_size": 64},
+            "optim": {"optimizer": "adamw", "lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.1,
+                      "schedule": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.1},
+            "trainer": {"max_steps": 5000, "val_every": 250, "accelerator": "gpu", "precision": "bf16-mixed"},
+        },
+    }
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if config.vocab_size < 1:
+            raise ValueError(f"vocab_size must be >= 1, got {config.vocab_size}")
+        if config.block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {config.block_size}")
+        if config.n_layer < 1 or config.n_head < 1 or config.n_embd < 1:
+            raise ValueError(f"n_layer, n_head and n_embd must be >= 1, got {config.n_layer}, {config.n_head}, {config.n_embd}")
+        if config.n_embd % config.n_head != 0:
+            raise ValueError(f"n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})")
+        if (config.n_embd // config.n_head) % 2 != 0:
+            raise ValueError(f"head_dim = n_embd / n_head = {config.n_embd // config.n_head} must be even for RoPE")
+        if config.mlp_hidden < 0:
+            raise ValueError(f"mlp_hidden must be >= 0 (0 means 8/3 * n_embd), got {config.mlp_hidden}")
+        if not 0.0 <= config.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+        if config.rope_base <= 1.0:
+            raise ValueError(f"rope_base must be > 1, got {config.rope_base}")
+        self.config = config
+        self.context_length = config.block_size  # logits at t see at most block_size tokens
+        C = config.n_embd
+        self.wte = nn.Embedding(config.vocab_size, C)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm_f = RMSNorm(C)
+        self.lm_head = nn.Linear(C, config.vocab_size, bias=False)
+        cos, sin = rope_cache(config.block_size, C // config.n_head, config.rope_base)  # (block_size, head_dim) each
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(_init_weights)
+        for block in self.blocks:  # zero-init the projections that write into the residual stream
+            nn.init.zeros_(block.attn.proj.weight)
+            nn.init.zeros_(block.mlp.down.weight)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.wte.weight  # one V×C matrix reads tokens in and scores them out
+        if config.compile:
+            for block in self.blocks:
+                block.compile()  # in place: parameter names and state_dict keys are unchanged
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
+        cos, sin = self.rope_cos[:T], self.rope_sin[:T]  # (T, head_dim) each
+        x = self.drop(self.wte(idx))  # (B, T, C)
+        for block in self.blocks:
+            x = block(x, cos, sin)  # (B, T, C)
+        return self.lm_head(self.norm_f(x))  # (B, T, vocab_size)
+
+
+def _init_weights(module: nn.Module) -> None:
+    """nanoGPT's N(0, 0.02) for matrices and embeddings; RMSNorm gains stay at 1."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with rotary positions, computed by the fused SDPA kernel."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        C = config.n_embd
+        self.n_head, self.head_dim = config.n_head, C // config.n_head
+        self.qkv = nn.Linear(C, 3 * C, bias=False)  # W_q, W_k, W_v side by side: one matmul
+        self.proj = nn.Linear(C, C, bias=False)  # W_o
+        self.q_norm = RMSNorm(self.head_dim) if config.qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim) if config.qk_norm else None
+        self.dropout = config.dropout
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).unbind(2)  # (B, T, h, head_dim) each
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, h, T, head_dim) each
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)  # (B, h, T, head_dim): unit RMS per head
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, h, T, head_dim): rotated by position
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)  # (B, h, T, head_dim)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+
+
+class SwiGLU(nn.Module):
+    """W_2 (SiLU(x W_g) ⊙ x W_u): a gated MLP (Shazeer 2020), gate and up projections in one matmul."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        C = config.n_embd
+        H = config.mlp_hidden or swiglu_hidden(C)
+        self.gate_up = nn.Linear(C, 2 * H, bias=False)  # W_g and W_u side by side
+        self.down = nn.Linear(H, C, bias=False)  # W_2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)  # (B, T, H) each
+        return self.down(F.silu(gate) * up)  # (B, T, C)
+
+
+class Block(nn.Module):
+    """Pre-norm block: normalise the input of each branch, never the residual stream itself."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.norm_1 = RMSNorm(config.n_embd)
+        self.attn = CausalSelfAttention(config)
+        self.norm_2 = RMSNorm(config.n_embd)
+        self.mlp = SwiGLU(config)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm_1(x), cos, sin))  # (B, T, C)
+        x = x + self.drop(self.mlp(self.norm_2(x)))  # (B, T, C)
+        return x
