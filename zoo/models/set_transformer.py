@@ -74,9 +74,10 @@ class SetTransformer(nn.Module):
     attend to the *whole* set X, then every row reads from those m summaries; PMA_k(Z) = MAB(S, rFF(Z))
     pools the whole set into k learned seeds S. Both summarise all of X at once — every output depends on
     every row, the future included — and PMA returns k vectors for the set rather than one per position.
-    A causal LM needs a separate summary of each prefix 0..t; giving ISAB one per prefix costs T·m
-    queries per layer, which removes the O(T·m) saving that is ISAB's reason to exist, and a per-prefix
-    PMA is just causal attention with a learned query. So only SAB (with the mask) is used here.
+    A causal LM needs a separate summary of each prefix 0..t; giving ISAB one per prefix means m queries
+    over each of the T prefixes, O(T²·m) per layer — more than SAB's O(T²), so the O(T·m) saving that is
+    ISAB's reason to exist is gone — and a per-prefix PMA is just causal attention with a learned query.
+    So only SAB (with the mask) is used here.
     """
 
     Config = SetTransformerConfig
