@@ -257,3 +257,18 @@ def test_wired_into_the_zoo_command(capsys):
     assert cli.main(["chapter", "list"]) == 0
     assert "00-setup" in capsys.readouterr().out
     assert cli.main(["book", "--chapters", "00,x"]) == 2
+
+
+def test_parallel_runs_match_serial_ones(tmp_path, corpus):
+    """--jobs 2 trains each run in its own process; the numbers are the runs' own, whichever process made them."""
+    chapter = book.find_chapter("00")
+    serial = book.run_chapter(chapter, smoke=True, out=tmp_path / "serial", corpus=corpus, seeds=[0, 1], jobs=1, log=lambda m: None)
+    parallel = book.run_chapter(chapter, smoke=True, out=tmp_path / "parallel", corpus=corpus, seeds=[0, 1], jobs=2, log=lambda m: None)
+    a, b = (json.loads((d / "results.json").read_text())["runs"]["bigram"] for d in (serial, parallel))
+    assert [m["seed"] for m in b["per_seed"]] == [0, 1]
+    for x, y in zip(a["per_seed"], b["per_seed"]):
+        assert x["val"]["bpc"] == pytest.approx(y["val"]["bpc"], rel=1e-6)
+        assert x["test"]["nats"] == pytest.approx(y["test"]["nats"], rel=1e-6)
+    assert f"({max(1, book.usable_cores() // 2)} threads)" in b["per_seed"][0]["device"]  # cores // jobs torch threads each
+    with pytest.raises(ZooError, match="--jobs must be"):
+        book.cmd_chapter(["run", "00", "--smoke", "--jobs", "-1"])

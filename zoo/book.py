@@ -60,6 +60,7 @@ from zoo.errors import ZooError
 
 RESULTS = "results.json"
 FIGURES = "figures"
+BOOK_RECORD = "book.json"  # chapters/book.json: how the last full `zoo book` ran (jobs, wall time)
 LADDER_FIGURE = Path("docs") / "assets" / "figures" / "ladder-val-curves.png"
 DEFAULT_CORPUS = "tinyshakespeare"
 RESERVED = ("chapter",)  # namespace key for a chapter's own fields
@@ -171,6 +172,12 @@ def find_chapter(spec: str, root: Path | None = None) -> Chapter:
             return c
     valid = ", ".join(c.slug for c in all_chapters) or "none"
     raise ZooError(f"no chapter {spec!r} (chapters: {valid})")
+
+
+def book_record(root: Path | None = None) -> dict | None:
+    """chapters/book.json, written by the last full ``zoo book``: its jobs and wall time."""
+    path = (root or book_root()) / "chapters" / BOOK_RECORD
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def load_book(root: Path | None = None) -> dict[str, dict | None]:
@@ -297,15 +304,44 @@ def missing_rungs(chapter: Chapter) -> list[str]:
     return sorted({r.rung for r in chapter.experiment().RUNS} - known)
 
 
-def run_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = None, force: bool = False,
-                corpus: str | None = None, seeds: list[int] | None = None, root: Path | None = None,
-                log=print) -> Path:
-    """Train a chapter's runs and write results.json and figures; returns the folder written.
+@dataclass(frozen=True)
+class Task:
+    """One (run, seed) of one chapter: what a worker process needs to train it."""
 
-    By default the chapter's own folder (runs go to runs/book/SLUG/, ignored by git). ``smoke`` shrinks
-    every budget to a few steps and, unless ``out`` is given, writes into a fresh temporary folder, so
-    committed results are never touched by a smoke run.
-    """
+    chapter: str
+    run: Run
+    seed: int
+    corpus: str
+    smoke: bool
+    run_dir: Path
+    force: bool
+    root: Path
+
+    def cost(self) -> float:
+        """A rough cost for scheduling the longest runs first: 6 · params · training tokens (+ a floor)."""
+        from zoo.registry import build
+
+        config = _config_for(self.run, self.seed, self.corpus, self.smoke)
+        d = config.data
+        params = sum(p.numel() for p in build(self.run.rung, vocab_size=65, block_size=d.block_size, **config.model).parameters())
+        return 6.0 * (params + 1e4) * config.trainer.max_steps * d.batch_size * d.block_size
+
+
+@dataclass
+class Plan:
+    """A chapter's experiment resolved into tasks, and where its results go."""
+
+    chapter: Chapter
+    module: Any
+    runs: list
+    corpus: str
+    dest: Path
+    smoke: bool
+    tasks: list
+
+
+def plan_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = None, force: bool = False,
+                 corpus: str | None = None, seeds: list[int] | None = None, root: Path | None = None) -> Plan:
     root = root or book_root()
     module = chapter.experiment()
     runs: list[Run] = list(module.RUNS)
@@ -317,22 +353,75 @@ def run_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = Non
         dest = Path(tempfile.mkdtemp(prefix=f"zoo-{chapter.slug}-smoke-")) if smoke else chapter.path
     else:
         dest = Path(out)
-    dest.mkdir(parents=True, exist_ok=True)
     runs_root = (dest / "runs") if (smoke or out is not None) else root / "runs" / "book" / chapter.slug
-    log(f"chapter {chapter.slug}{' (smoke)' if smoke else ''}: {sum(len(seeds or r.seeds) for r in runs)} run(s) on {corpus}")
+    tasks = [Task(chapter.slug, run, seed, corpus, smoke, runs_root / f"{run.key}-seed{seed}", force, root)
+             for run in runs for seed in (seeds if seeds is not None else run.seeds)]
+    return Plan(chapter, module, runs, corpus, dest, smoke, tasks)
 
-    start = time.perf_counter()
+
+def _run_task(task: Task) -> dict:
+    return _train_one(task.run, task.seed, task.corpus, task.smoke, task.run_dir, task.force, task.root,
+                      lambda msg: print(msg, flush=True))
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    from zoo.cli import _quiet_libraries
+
+    torch.set_num_threads(threads)
+    _quiet_libraries()  # a fresh (spawned) process: keep Lightning's banners out of the book's log
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def execute(tasks: list[Task], jobs: int = 1, log=print) -> dict[tuple[str, str, int], dict]:
+    """Train every task; returns {(chapter, run key, seed): metrics}.
+
+    ``jobs`` > 1 trains that many runs at once, each in its own process with cores // jobs torch threads.
+    Small models use one core far better than two (no fork/join barrier per op), so on a machine with
+    C cores, C one-thread runs side by side finish the book about C times sooner than one run at a time.
+    The longest runs start first, so the last to finish is a short one.
+    """
+    if jobs < 1:
+        raise ZooError(f"--jobs must be >= 1 (got {jobs})")
+    if jobs == 1 or len(tasks) <= 1:
+        return {(t.chapter, t.run.key, t.seed): _train_one(t.run, t.seed, t.corpus, t.smoke, t.run_dir, t.force, t.root, log)
+                for t in tasks}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, usable_cores() // jobs)
+    order = sorted(tasks, key=lambda t: -t.cost())
+    log(f"training {len(tasks)} run(s), {jobs} at a time, {threads} torch thread(s) each")
+    # spawn, not fork: a forked child inherits the parent's torch thread pool and Lightning state
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(threads,)) as pool:
+        futures = {(t.chapter, t.run.key, t.seed): pool.submit(_run_task, t) for t in order}
+        return {key: f.result() for key, f in futures.items()}
+
+
+def assemble_chapter(plan: Plan, trained: dict[tuple[str, str, int], dict], root: Path | None = None,
+                     session_s: float = 0.0, log=print) -> Path:
+    """Write results.json and figures from the trained runs of a plan; returns the folder written."""
+    root = root or book_root()
+    chapter, module, dest = plan.chapter, plan.module, plan.dest
+    dest.mkdir(parents=True, exist_ok=True)
     results_runs = {}
-    for run in runs:
+    for run in plan.runs:
         per_seed = []
-        for seed in (seeds if seeds is not None else run.seeds):
-            run_dir = runs_root / f"{run.key}-seed{seed}"
-            metrics = _train_one(run, seed, corpus, smoke, run_dir, force, root, log)
-            sample_path = run_dir / "samples.txt"
+        for task in (t for t in plan.tasks if t.run.key == run.key):
+            metrics = trained[(chapter.slug, run.key, task.seed)]
+            sample_path = task.run_dir / "samples.txt"
             per_seed.append({
                 **metrics,
-                "run_dir": _relative(run_dir, root),
-                "curve": _read_curve(run_dir),
+                "run_dir": _relative(task.run_dir, root),
+                "curve": _read_curve(task.run_dir),
                 "sample": sample_path.read_text(encoding="utf-8") if sample_path.is_file() else "",
             })
         results_runs[run.key] = {
@@ -343,7 +432,7 @@ def run_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = Non
     values, compute_s = {}, 0.0
     if hasattr(module, "compute"):
         t0 = time.perf_counter()
-        values = module.compute(corpus)
+        values = module.compute(plan.corpus)
         compute_s = time.perf_counter() - t0
         if not isinstance(values, dict):
             raise ZooError(f"{chapter.slug}/experiment.py: compute() must return a dict")
@@ -356,17 +445,17 @@ def run_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = Non
     results = {
         "chapter": chapter.slug,
         "title": chapter.title,
-        "mode": "smoke" if smoke else "book",
-        "command": "zoo chapter run " + chapter.number + (" --smoke" if smoke else ""),
-        "corpus": first["corpus"] if first else {"name": corpus},
+        "mode": "smoke" if plan.smoke else "book",
+        "command": "zoo chapter run " + chapter.number + (" --smoke" if plan.smoke else ""),
+        "corpus": first["corpus"] if first else {"name": plan.corpus},
         "splits": first["splits"] if first else None,
         "device": first["device"] if first else device_name("cpu"),
         "git_commit": git_commit(),
         "versions": versions(),
         "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        # time to regenerate the chapter: every run's train + evaluation + sampling, plus compute()
+        # time to regenerate the chapter one run at a time: every run's train + evaluation + sampling, plus compute()
         "elapsed_s": round(sum(m["elapsed_s"] for r in results_runs.values() for m in r["per_seed"]) + compute_s, 3),
-        "session_s": round(time.perf_counter() - start, 3),  # this invocation (less when runs were reused)
+        "session_s": round(session_s + compute_s, 3),  # this invocation's wall time (less when runs were reused or ran in parallel)
         "compute_s": round(compute_s, 3),
         "runs": results_runs,
         "values": values,
@@ -377,6 +466,23 @@ def run_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = Non
     render_chapter_figures(chapter, results, dest / FIGURES, module)
     log(f"chapter {chapter.slug}: results in {_relative(dest / RESULTS, root)} ({results['elapsed_s']:.0f} s of runs)")
     return dest
+
+
+def run_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = None, force: bool = False,
+                corpus: str | None = None, seeds: list[int] | None = None, root: Path | None = None,
+                jobs: int = 1, log=print) -> Path:
+    """Train a chapter's runs and write results.json and figures; returns the folder written.
+
+    By default the chapter's own folder (runs go to runs/book/SLUG/, ignored by git). ``smoke`` shrinks
+    every budget to a few steps and, unless ``out`` is given, writes into a fresh temporary folder, so
+    committed results are never touched by a smoke run. ``jobs`` runs that many trainings at once.
+    """
+    root = root or book_root()
+    plan = plan_chapter(chapter, smoke=smoke, out=out, force=force, corpus=corpus, seeds=seeds, root=root)
+    log(f"chapter {chapter.slug}{' (smoke)' if smoke else ''}: {len(plan.tasks)} run(s) on {plan.corpus}")
+    start = time.perf_counter()
+    trained = execute(plan.tasks, jobs, log)
+    return assemble_chapter(plan, trained, root, session_s=time.perf_counter() - start, log=log)
 
 
 # -------------------------------------------------------------------------------------------- figures
@@ -641,7 +747,10 @@ def table(kind: str, book: dict[str, dict | None], here: str | None, page: str) 
             train = sum(m["wall_s"] for r in res["runs"].values() for m in r["per_seed"])
             total += res["elapsed_s"]
             lines.append(f"| [{res['title']}]({_link(slug, page)}) | {n} | {duration(train)} | {duration(res['elapsed_s'])} | {res['device']} |")
-        lines.append(f"| **all chapters** | | | **{duration(total)}** | |")
+        lines.append(f"| **all chapters, one run at a time** | | | **{duration(total)}** | |")
+        record = book_record()
+        if record and set(record["chapters"]) >= {slug for slug, res in book.items() if res}:
+            lines.append(f"| **`zoo book`, {record['jobs']} runs at a time** | | | **{duration(record['wall_s'])}** (wall clock) | |")
         return "\n".join(lines)
     if kind == "runs":
         if here is None or not book.get(here):
@@ -673,6 +782,15 @@ def _seeds(text: str | None) -> list[int] | None:
         raise ZooError(f"--seeds takes comma-separated integers, e.g. 0,1,2 (got {text!r})") from None
 
 
+JOBS_HELP = "runs to train at once, each in its own process (default 0: one per usable CPU core)"
+
+
+def _jobs(n: int) -> int:
+    if n < 0:
+        raise ZooError(f"--jobs must be >= 0 (0 = one per core), got {n}")
+    return n or usable_cores()
+
+
 def cmd_chapter(argv: list[str]) -> int:
     """``zoo chapter list | run NN | figures NN``."""
     p = _parser("zoo chapter", "Run a chapter's experiment (results.json + figures), or list chapters.")
@@ -683,6 +801,7 @@ def cmd_chapter(argv: list[str]) -> int:
     p.add_argument("--force", action="store_true", help="retrain runs that already finished")
     p.add_argument("--data", type=Optional[str], default=None, help="corpus (default: the experiment's, tinyshakespeare)")
     p.add_argument("--seeds", type=Optional[str], default=None, help="override every run's seeds, e.g. 0 or 0,1")
+    p.add_argument("--jobs", type=int, default=0, help=JOBS_HELP)
     args = p.parse_args(argv)
     if args.action == "list":
         for c in chapters():
@@ -704,7 +823,7 @@ def cmd_chapter(argv: list[str]) -> int:
             print(path)
         return 0
     dest = run_chapter(chapter, smoke=args.smoke, out=Path(args.out) if args.out else None, force=args.force,
-                       corpus=args.data, seeds=_seeds(args.seeds))
+                       corpus=args.data, seeds=_seeds(args.seeds), jobs=_jobs(args.jobs))
     print(f"wrote {dest / RESULTS}")
     return 0
 
@@ -718,11 +837,13 @@ def cmd_book(argv: list[str]) -> int:
     p.add_argument("--chapters", type=Optional[str], default=None, help="comma-separated subset, e.g. 00,01")
     p.add_argument("--figures-only", action="store_true", help="train nothing: redraw every figure from results.json")
     p.add_argument("--data", type=Optional[str], default=None, help="corpus for every chapter (default: each experiment's)")
+    p.add_argument("--jobs", type=int, default=0, help=JOBS_HELP)
     args = p.parse_args(argv)
+    jobs = _jobs(args.jobs)
     root = book_root()
     selected = [find_chapter(s) for s in args.chapters.split(",")] if args.chapters else chapters(root)
     out = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="zoo-book-smoke-")) if args.smoke else None)
-    start, skipped = time.perf_counter(), []
+    start, skipped, plans = time.perf_counter(), [], []
     for chapter in selected:
         if not (chapter.path / "experiment.py").is_file():
             skipped.append(f"{chapter.slug} (no experiment.py)")
@@ -739,8 +860,21 @@ def cmd_book(argv: list[str]) -> int:
             print(f"chapter {chapter.slug}: skipped, rung(s) not registered: {', '.join(missing)}", flush=True)
             skipped.append(f"{chapter.slug} (needs {', '.join(missing)})")
             continue
-        run_chapter(chapter, smoke=args.smoke, out=(out / chapter.slug) if out else None, force=args.force,
-                    corpus=args.data, root=root)
+        plans.append(plan_chapter(chapter, smoke=args.smoke, out=(out / chapter.slug) if out else None,
+                                  force=args.force, corpus=args.data, root=root))
+    if plans:
+        # every chapter's runs in one pool, so that no core idles at a chapter's end
+        print(f"book: {len(plans)} chapter(s), {sum(len(p.tasks) for p in plans)} run(s)", flush=True)
+        trained = execute([t for p in plans for t in p.tasks], jobs)
+        wall = time.perf_counter() - start
+        for plan in plans:
+            assemble_chapter(plan, trained, root, session_s=wall)
+        if out is None and not args.smoke:
+            record = {"command": "zoo book" + (f" --chapters {args.chapters}" if args.chapters else ""), "jobs": jobs,
+                      "threads_per_job": max(1, usable_cores() // jobs) if jobs > 1 else None,
+                      "chapters": [p.chapter.slug for p in plans], "wall_s": round(time.perf_counter() - start, 3),
+                      "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            (root / "chapters" / BOOK_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     if out is None:
         book = load_book(root)
         figure = render_ladder_figure(book, root / LADDER_FIGURE)

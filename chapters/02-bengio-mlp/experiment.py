@@ -1,7 +1,8 @@
-"""Chapter 02: the runs behind the chapter's numbers (see chapters/README.md).
+"""Chapter 02: learned, shared embeddings.
 
-Each rung at its book preset on tinyshakespeare, three seeds; `zoo chapter run 02` trains them and
-writes results.json and figures/ here. Add ablations as further Run(...) entries with leaderboard=False.
+Runs: bengio-mlp at its book preset (8 characters of context), three seeds, on the ladder's shared
+budget (2,000 steps of 2,048 characters). Ablations, one seed each: 4 and 16 characters of context,
+where the n-gram could not go past 6 before sparsity won.
 """
 
 from zoo.book import Run
@@ -9,4 +10,6 @@ from zoo.book import Run
 CORPUS = "tinyshakespeare"
 RUNS = [
     Run("bengio-mlp", preset="book", seeds=(0, 1, 2)),
+    Run("bengio-mlp", name="context-4", label="4 characters", overrides={"model": {"context": 4}}, seeds=(0,), leaderboard=False),
+    Run("bengio-mlp", name="context-16", label="16 characters", overrides={"model": {"context": 16}}, seeds=(0,), leaderboard=False),
 ]

@@ -1,7 +1,8 @@
-"""Chapter 04: the runs behind the chapter's numbers (see chapters/README.md).
+"""Chapter 04: a state carried through time.
 
-Each rung at its book preset on tinyshakespeare, three seeds; `zoo chapter run 04` trains them and
-writes results.json and figures/ here. Add ablations as further Run(...) entries with leaderboard=False.
+Runs: rnn and lstm at their book presets (k = 64 steps of truncated BPTT, 32 streams), three seeds
+each, on the ladder's shared budget. Ablation, one seed: the rnn with k = 8 (256 streams of 8, the same
+2,048 characters a step), to show what truncation costs.
 """
 
 from zoo.book import Run
@@ -10,4 +11,5 @@ CORPUS = "tinyshakespeare"
 RUNS = [
     Run("rnn", preset="book", seeds=(0, 1, 2)),
     Run("lstm", preset="book", seeds=(0, 1, 2)),
+    Run("rnn", name="rnn-k8", label="rnn, k = 8", overrides={"data": {"block_size": 8, "batch_size": 256}}, seeds=(0,), leaderboard=False),
 ]

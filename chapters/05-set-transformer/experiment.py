@@ -1,7 +1,8 @@
-"""Chapter 05: the runs behind the chapter's numbers (see chapters/README.md).
+"""Chapter 05: attention without order.
 
-Each rung at its book preset on tinyshakespeare, three seeds; `zoo chapter run 05` trains them and
-writes results.json and figures/ here. Add ablations as further Run(...) entries with leaderboard=False.
+Runs: set-transformer at its book preset (4 layers), three seeds. Ablation, one seed: one layer, which
+is exactly permutation-invariant over the prefix (tests/test_set_transformer.py pins it), so the model
+can only use which characters came before, not where.
 """
 
 from zoo.book import Run
@@ -9,4 +10,5 @@ from zoo.book import Run
 CORPUS = "tinyshakespeare"
 RUNS = [
     Run("set-transformer", preset="book", seeds=(0, 1, 2)),
+    Run("set-transformer", name="one-layer", label="1 layer (a pure set)", overrides={"model": {"n_layer": 1}}, seeds=(0,), leaderboard=False),
 ]

@@ -1,7 +1,7 @@
-"""Chapter 07: the runs behind the chapter's numbers (see chapters/README.md).
+"""Chapter 07: the modern recipe.
 
-Each rung at its book preset on tinyshakespeare, three seeds; `zoo chapter run 07` trains them and
-writes results.json and figures/ here. Add ablations as further Run(...) entries with leaderboard=False.
+Runs: gpt at its book preset (the vaswani rung's size, window and budget), three seeds. One more run,
+one seed: the nanogpt-cpu preset, nanoGPT's laptop configuration, as a check against a published result.
 """
 
 from zoo.book import Run
@@ -9,4 +9,5 @@ from zoo.book import Run
 CORPUS = "tinyshakespeare"
 RUNS = [
     Run("gpt", preset="book", seeds=(0, 1, 2)),
+    Run("gpt", preset="nanogpt-cpu", name="nanogpt-cpu", label="nanoGPT's CPU size", seeds=(0,), leaderboard=False),
 ]

@@ -49,9 +49,9 @@ class BengioMLP(nn.Module):
         # gave val 2.52 / 2.39 / 2.36 bpc (n_hidden 512 at 3e-3: 2.43; no direct connections: 2.51).
         "book": {
             "model": {"context": 8, "n_embd": 32, "n_hidden": 256},
-            "data": {"block_size": 128, "batch_size": 32},
+            "data": {"block_size": 128, "batch_size": 16},
             "optim": {"lr": 2e-2, "weight_decay": 0.01, "warmup_steps": 100, "min_lr_ratio": 0.05},
-            "trainer": {"max_steps": 3000, "val_every": 500},
+            "trainer": {"max_steps": 2000, "val_every": 250},
         },
     }
 

@@ -75,7 +75,7 @@ class GPT(nn.Module):
             "data": {"block_size": 128, "batch_size": 16},
             "optim": {"optimizer": "adamw", "lr": 6e-3, "betas": [0.9, 0.95], "weight_decay": 0.1,
                       "schedule": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.1},
-            "trainer": {"max_steps": 1800, "val_every": 300},
+            "trainer": {"max_steps": 2000, "val_every": 250},
         },
         # The size nanoGPT's README trains on a laptop CPU (train_shakespeare_char.py with --device=cpu
         # --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --dropout=0.0):

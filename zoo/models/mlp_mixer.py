@@ -114,7 +114,7 @@ class MLPMixer(nn.Module):
             "model": {"n_embd": 64, "n_layer": 4},
             "data": {"block_size": 64, "batch_size": 32},
             "optim": {"lr": 2e-2, "weight_decay": 0.1, "warmup_steps": 100, "min_lr_ratio": 0.05},
-            "trainer": {"max_steps": 2500, "val_every": 500},
+            "trainer": {"max_steps": 2000, "val_every": 250},
         },
     }
 

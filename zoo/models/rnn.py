@@ -50,7 +50,7 @@ class RNN(nn.Module):
             "model": {"n_embd": 64, "n_hidden": 512},
             "data": {"block_size": 64, "batch_size": 32},  # k = 64 steps of BPTT, 32 parallel streams
             "optim": {"lr": 3e-3, "warmup_steps": 100, "weight_decay": 0.0},
-            "trainer": {"max_steps": 3000, "val_every": 500},
+            "trainer": {"max_steps": 2000, "val_every": 250},
         },
     }
     stateful = True  # forward(idx, state) -> (logits, state)
@@ -147,7 +147,7 @@ class LSTM(RNN):
             "model": {"n_embd": 64, "n_hidden": 256},  # about the rnn book preset's parameter count
             "data": {"block_size": 64, "batch_size": 32},
             "optim": {"lr": 3e-3, "warmup_steps": 100, "weight_decay": 0.0},
-            "trainer": {"max_steps": 3000, "val_every": 500},
+            "trainer": {"max_steps": 2000, "val_every": 250},
         },
     }
 

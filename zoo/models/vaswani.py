@@ -56,7 +56,7 @@ class Vaswani(nn.Module):
             "data": {"block_size": 128, "batch_size": 16},
             "optim": {"optimizer": "adam", "betas": [0.9, 0.98], "eps": 1e-9, "weight_decay": 0.0,
                       "schedule": "inverse_sqrt", "warmup_steps": 200, "lr": 128**-0.5 * 200**-0.5},
-            "trainer": {"max_steps": 1800, "val_every": 300},
+            "trainer": {"max_steps": 2000, "val_every": 250},
         },
     }
 
