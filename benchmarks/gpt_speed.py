@@ -28,17 +28,22 @@ AdamW(foreach), torch's default thread count — is the baseline; any other vari
   compile-blocks GPTConfig(compile=True): each block compiled in place (the rung's config option)
 Compile time is reported separately (warm-up steps are not timed).
 
-What it found on the 2-core AMD EPYC (Zen 4, AVX-512 + AVX512_BF16) development machine, shared with other jobs:
-  * Threads matter most. Every eager op is an OpenMP fork/join across the cores; when any other process
-    is runnable, each join waits for a descheduled thread, and a 2-thread step ran 4–20× slower than a
-    1-thread one. On a shared machine run with OMP_NUM_THREADS=1 (or torch.set_num_threads(1)).
-  * torch.compile (GPTConfig(compile=True), or model.compile()) fuses RMSNorm, RoPE, SwiGLU and the
-    residual adds: about 1.2× on one thread, after ~10 s of compilation (a C++ compiler is needed).
-    Off by default: it costs start-up time and is worth it only for runs of minutes.
-  * bf16 autocast (trainer.precision "bf16-mixed") gains little at this size (~1.0–1.05×): the matmuls
-    are too small for the 2× bf16 matmul peak to outweigh the casts.
-  * SDPA's fused CPU kernel vs its math backend, and fused vs foreach AdamW: within noise at T = 64.
-  * The harness's own per-step cost (Lightning, data, logging) is ~3 ms, a few per cent of a ~100 ms step.
+What it found on the 2-core AMD EPYC (Zen 4, AVX-512 + AVX512_BF16) development machine (`python
+benchmarks/gpt_speed.py --json`; ratios are medians of same-round ratios, so they hold across load):
+  * Threads depend on the load. On a quiet machine the default 2 threads ran a step ~1.5x faster than
+    1 thread. When any other process is runnable, every eager op's OpenMP fork/join waits for a
+    descheduled thread and a 2-thread step ran 4-20x slower than a 1-thread one: on a shared machine
+    use OMP_NUM_THREADS=1 (or --trainer.threads 1), and run independent jobs side by side instead
+    (`zoo book --jobs`).
+  * torch.compile (model.compile(), or GPTConfig(compile=True) per block) fuses RMSNorm, RoPE, SwiGLU
+    and the residual adds: ~1.15-1.25x, after seconds of compilation (a C++ compiler is needed). Off by
+    default: it costs start-up time and pays only for runs of minutes.
+  * bf16 autocast (trainer.precision "bf16-mixed") alone gains ~1.0-1.05x at this size: the matmuls
+    are too small for the 2x bf16 matmul peak to outweigh the casts; on top of compile, ~1.07x more.
+  * Fused AdamW (optim.fused, off by default because its rounding differs): ~1.08x.
+  * SDPA's fused CPU kernel vs its math backend: within noise at T = 64.
+  * The harness's own per-step cost (Lightning, data, logging, the periodic validation estimate) is
+    the difference between this benchmark's eager tokens/s and `zoo train gpt --preset nanogpt-cpu`'s.
 """
 
 from __future__ import annotations

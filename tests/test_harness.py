@@ -1,3 +1,4 @@
+import copy
 import math
 from dataclasses import dataclass
 
@@ -33,6 +34,25 @@ def test_weight_decay_only_on_matrices():
     decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     assert decayed == {id(model[0].weight), id(model[2].weight)}
 
+
+
+def test_fused_adamw_is_an_option_with_the_same_update():
+    """optim.fused swaps in the one-kernel AdamW; it must make the same step as the default, up to rounding."""
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Embedding(5, 4), nn.LayerNorm(4), nn.Linear(4, 5))
+    idx = torch.randint(0, 5, (3, 6))
+    results = []
+    for fused in (False, True):
+        model = copy.deepcopy(base)
+        optimizer = LanguageModel(model, OptimConfig(fused=fused, lr=1e-2), max_steps=10).configure_optimizers()["optimizer"]
+        assert optimizer.defaults["fused"] is (True if fused else None) and optimizer.defaults["foreach"] is (None if fused else True)
+        for _ in range(3):
+            optimizer.zero_grad()
+            model(idx).logsumexp(-1).mean().backward()
+            optimizer.step()
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert not torch.equal(results[0], torch.cat([p.detach().flatten() for p in base.parameters()]))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-6)
 
 def test_detach_state_keeps_values_and_cuts_the_graph():
     h = torch.ones(2, 3, requires_grad=True) * 2

@@ -338,6 +338,7 @@ class Plan:
     dest: Path
     smoke: bool
     tasks: list
+    commit: str  # the code the runs are made with, read before any results.json is written (which dirties the tree)
 
 
 def plan_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = None, force: bool = False,
@@ -356,7 +357,9 @@ def plan_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = No
     runs_root = (dest / "runs") if (smoke or out is not None) else root / "runs" / "book" / chapter.slug
     tasks = [Task(chapter.slug, run, seed, corpus, smoke, runs_root / f"{run.key}-seed{seed}", force, root)
              for run in runs for seed in (seeds if seeds is not None else run.seeds)]
-    return Plan(chapter, module, runs, corpus, dest, smoke, tasks)
+    from zoo.runs import git_commit
+
+    return Plan(chapter, module, runs, corpus, dest, smoke, tasks, git_commit())
 
 
 def _run_task(task: Task) -> dict:
@@ -440,7 +443,7 @@ def assemble_chapter(plan: Plan, trained: dict[tuple[str, str, int], dict], root
         if clash:
             raise ZooError(f"{chapter.slug}/experiment.py: compute() keys clash with run names: {sorted(clash)}")
     first = next((r["per_seed"][0] for r in results_runs.values()), None)
-    from zoo.runs import device_name, git_commit, versions
+    from zoo.runs import device_name, versions
 
     results = {
         "chapter": chapter.slug,
@@ -450,7 +453,7 @@ def assemble_chapter(plan: Plan, trained: dict[tuple[str, str, int], dict], root
         "corpus": first["corpus"] if first else {"name": plan.corpus},
         "splits": first["splits"] if first else None,
         "device": first["device"] if first else device_name("cpu"),
-        "git_commit": git_commit(),
+        "git_commit": plan.commit,
         "versions": versions(),
         "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         # time to regenerate the chapter one run at a time: every run's train + evaluation + sampling, plus compute()
@@ -515,7 +518,7 @@ def plot_curves(ax, name: str, run: dict, color=None, label: str | None = None) 
     steps = sorted(set.intersection(*(set(s for s, _ in c) for c in curves)))
     per_step = np.array([[dict((s, v) for s, v in c)[step] for step in steps] for c in curves])  # (seeds, points)
     x = (np.array(steps) + 1) * run["summary"]["tokens_per_step"]  # logged step s = s + 1 optimiser steps done
-    line, = ax.plot(x, per_step.mean(0), color=color, label=f"{label} ({len(curves)} seeds)", lw=1.8)
+    line, = ax.plot(x, per_step.mean(0), color=color, label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})", lw=1.8)
     if len(curves) > 1:
         ax.fill_between(x, per_step.min(0), per_step.max(0), color=line.get_color(), alpha=0.2, lw=0)
 
@@ -538,7 +541,7 @@ def render_chapter_figures(chapter: Chapter, results: dict, figdir: Path, module
         for name, run in results["runs"].items():
             plot_curves(ax, name, run)
         _label_axes(ax, xlog=bool(trainable))
-        ax.set_title(f"{results['title']}: validation curves on {results['corpus']['name']}")
+        ax.set_title(f"{results['title']}\nvalidation curves on {results['corpus']['name']}", fontsize=11)
         ax.legend(fontsize=9)
         fig.text(0.01, 0.01, "quick validation estimates during training (mean over seeds, band = min–max); "
                  "final scores use the full protocol", fontsize=8, color="0.35")
@@ -652,6 +655,8 @@ def format_value(value: Any, spec: str | None, key: str = "") -> str:
     if _is_stats(value):
         if spec.endswith("±"):
             inner = spec[:-1].strip() or ".3f"
+            if value.get("n", 0) < 2:  # one seed: no spread to report
+                return format(value["mean"], inner)
             return f"{format(value['mean'], inner)}{PM}{format(value['std'], inner)}"
         value = value["mean"]
     elif spec.endswith("±"):
@@ -704,7 +709,10 @@ def _link(slug: str, page: str) -> str:
 
 
 def _pm(s: dict | None, spec: str = ".3f") -> str:
-    return "–" if not s or s.get("mean") is None else f"{s['mean']:{spec}}{PM}{s['std']:{spec}}"
+    """mean ± std; a single seed has no spread to show, so just its value."""
+    if not s or s.get("mean") is None:
+        return "–"
+    return f"{s['mean']:{spec}}" if s.get("n", 0) < 2 else f"{s['mean']:{spec}}{PM}{s['std']:{spec}}"
 
 
 def leaderboard_rows(book: dict[str, dict | None]) -> list[dict]:

@@ -174,6 +174,7 @@ def window_batch(tokens: torch.Tensor, block_size: int, batch_size: int, seed: i
     return x, y
 
 
+# --8<-- [start:stream_batch]
 def stream_batch(tokens: torch.Tensor, block_size: int, batch_size: int, step: int):
     """Chunk ``step`` of ``batch_size`` contiguous streams, for truncated BPTT.
 
@@ -191,6 +192,7 @@ def stream_batch(tokens: torch.Tensor, block_size: int, batch_size: int, step: i
     x = tokens[starts[:, None] + offsets]  # (B, T)
     y = tokens[starts[:, None] + offsets + 1]  # (B, T)
     return x, y, torch.tensor(chunk == 0)
+# --8<-- [end:stream_batch]
 
 
 class StepBatches(IterableDataset):

@@ -7,11 +7,14 @@ from torch import nn
 from torch.nn import functional as F
 
 
+# --8<-- [start:causal_mask]
 def causal_mask(T: int, device=None) -> torch.Tensor:
     """Bool[T, T], True where query t may attend to key s (s <= t)."""
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()  # (T, T)
+# --8<-- [end:causal_mask]
 
 
+# --8<-- [start:attention]
 class MultiHeadAttention(nn.Module):
     """Multi-head attention, written out (Vaswani et al. 2017, §3.2).
 
@@ -44,9 +47,11 @@ class MultiHeadAttention(nn.Module):
         weights = self.attn_dropout(F.softmax(scores, dim=-1))  # (B, h, T, S)
         heads = weights @ v  # (B, h, T, d_k)
         return self.out_proj(heads.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+# --8<-- [end:attention]
 
 
 # ------------------------------------------------------------------------------- positions and norms
+# --8<-- [start:positions]
 def sinusoidal_positions(T: int, d_model: int) -> torch.Tensor:
     """Float[T, d_model]: Vaswani et al. 2017, §3.5, the fixed positional encoding
 
@@ -64,8 +69,10 @@ def sinusoidal_positions(T: int, d_model: int) -> torch.Tensor:
     pe[:, 0::2] = angles.sin()  # even dimensions: sine
     pe[:, 1::2] = angles.cos()  # odd dimensions: cosine
     return pe.float()
+# --8<-- [end:positions]
 
 
+# --8<-- [start:rmsnorm]
 class RMSNorm(nn.Module):
     """Root-mean-square norm (Zhang & Sennrich 2019): LayerNorm without re-centring and without a bias,
 
@@ -83,8 +90,10 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)  # same shape as x
+# --8<-- [end:rmsnorm]
 
 
+# --8<-- [start:rope]
 def rope_cache(T: int, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin: Float[T, head_dim] tables for rotary position embeddings (Su et al. 2021, RoFormer).
 
@@ -111,3 +120,4 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     x1, x2 = x[..., :half], x[..., half:]  # (..., T, head_dim/2) each
     rotated = torch.cat([-x2, x1], dim=-1)  # (..., T, head_dim): the 90° turn of every pair
     return x * cos + rotated * sin  # (..., T, head_dim)
+# --8<-- [end:rope]

@@ -8,6 +8,7 @@ from torch import nn
 from zoo.registry import register
 
 
+# --8<-- [start:config]
 @dataclass(frozen=True)
 class BengioMLPConfig:
     vocab_size: int = 0  # bound from the data
@@ -15,8 +16,10 @@ class BengioMLPConfig:
     n_embd: int = 32  # m: width of a character's feature vector, a row of the shared matrix C
     n_hidden: int = 256  # h: tanh hidden units
     direct: bool = True  # the direct connections W from the features to the output (the paper's ablation)
+# --8<-- [end:config]
 
 
+# --8<-- [start:model]
 @register("bengio-mlp", chapter="02-bengio-mlp")
 class BengioMLP(nn.Module):
     """Bengio, Ducharme, Vincent & Jauvin 2003, "A Neural Probabilistic Language Model": learned, shared character embeddings in a fixed window.
@@ -66,12 +69,15 @@ class BengioMLP(nn.Module):
         self.config = config
         self.context_length = config.context  # logits at t see idx[t-n+2 .. t]
         V, m, h, width = config.vocab_size, config.n_embd, config.n_hidden, config.context * config.n_embd
+        # --8<-- [start:layers]
         self.pad = V  # the padding token: one extra row of C, never predicted
         self.C = nn.Embedding(V + 1, m)  # shared feature vectors, one row per character (+ padding)
         self.H = nn.Linear(width, h)  # hidden layer; its bias is d
         self.U = nn.Linear(h, V)  # hidden -> output; its bias is b
         self.W = nn.Linear(width, V, bias=False) if config.direct else None  # direct connections
+        # --8<-- [end:layers]
 
+    # --8<-- [start:forward]
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         B, T = idx.shape
         n1 = self.config.context  # n-1
@@ -83,3 +89,5 @@ class BengioMLP(nn.Module):
         if self.W is not None:
             logits = logits + self.W(x)  # (B, T, V): + W x
         return logits
+    # --8<-- [end:forward]
+# --8<-- [end:model]

@@ -10,6 +10,7 @@ from zoo.nn import RMSNorm, apply_rope, rope_cache
 from zoo.registry import register
 
 
+# --8<-- [start:config]
 @dataclass(frozen=True)
 class GPTConfig:
     vocab_size: int = 0  # bound from the data
@@ -23,8 +24,10 @@ class GPTConfig:
     qk_norm: bool = False  # RMSNorm queries and keys per head before RoPE (bounds attention logits)
     rope_base: float = 10000.0  # θ in RoPE's frequencies θ^(−2i/head_dim)
     compile: bool = False  # torch.compile each block in place (same weights and state_dict; first steps pay compile time)
+# --8<-- [end:config]
 
 
+# --8<-- [start:swiglu_hidden]
 def swiglu_hidden(n_embd: int, multiple_of: int = 32) -> int:
     """8/3 · n_embd, rounded up to a multiple of ``multiple_of`` as Llama does (it uses 256 at width 4096).
 
@@ -32,6 +35,7 @@ def swiglu_hidden(n_embd: int, multiple_of: int = 32) -> int:
     a multiple of 32 keeps the widths SIMD-friendly at a small cost (352 rather than 341⅓ at n_embd 128).
     """
     return multiple_of * -(-(8 * n_embd) // (3 * multiple_of))
+# --8<-- [end:swiglu_hidden]
 
 
 @register("gpt", chapter="07-gpt")
@@ -68,8 +72,9 @@ class GPT(nn.Module):
                       "schedule": "cosine", "warmup_steps": 50},
             "trainer": {"max_steps": 200, "val_every": 100},
         },
-        # The same size and token budget as the vaswani rung's book preset (1800 steps × 16 × 128), so the
-        # chapter compares recipes, not budgets. lr 6e-3 measured best of {3e-3, 6e-3} (2.31 vs 2.29 bpc at 1000 steps).
+        # The same size and token budget as the vaswani rung's book preset (the ladder's 2000 steps × 16 × 128), so
+        # the chapter compares recipes, not budgets. lr 6e-3 was the better of {3e-3, 6e-3} in a 1000-step trial.
+        # --8<-- [start:book_preset]
         "book": {
             "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0},
             "data": {"block_size": 128, "batch_size": 16},
@@ -77,9 +82,11 @@ class GPT(nn.Module):
                       "schedule": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.1},
             "trainer": {"max_steps": 2000, "val_every": 250},
         },
+        # --8<-- [end:book_preset]
         # The size nanoGPT's README trains on a laptop CPU (train_shakespeare_char.py with --device=cpu
         # --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --dropout=0.0):
-        # its lr 1e-3, 100 warmup steps, cosine to lr/10, and β₂ 0.99 ("tokens per iteration are few").
+        # its lr 1e-3, 100 warmup steps, cosine to lr/10, and β₂ 0.99 (its config: "number of tokens per iter is small").
+        # --8<-- [start:nanogpt_cpu_preset]
         "nanogpt-cpu": {
             "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0},
             "data": {"block_size": 64, "batch_size": 12},
@@ -87,6 +94,7 @@ class GPT(nn.Module):
                       "schedule": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.1},
             "trainer": {"max_steps": 2000, "val_every": 250},
         },
+        # --8<-- [end:nanogpt_cpu_preset]
         # nanoGPT's train_shakespeare_char.py itself (6 layers, 6 heads, 384 wide, 256 tokens, dropout 0.2),
         # for a machine with a GPU.
         "nanogpt-gpu": {
@@ -119,6 +127,7 @@ class GPT(nn.Module):
         self.config = config
         self.context_length = config.block_size  # logits at t see at most block_size tokens
         C = config.n_embd
+        # --8<-- [start:init]
         self.wte = nn.Embedding(config.vocab_size, C)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
@@ -136,7 +145,9 @@ class GPT(nn.Module):
         if config.compile:
             for block in self.blocks:
                 block.compile()  # in place: parameter names and state_dict keys are unchanged
+        # --8<-- [end:init]
 
+    # --8<-- [start:forward]
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         B, T = idx.shape
         if T > self.config.block_size:
@@ -146,14 +157,18 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x, cos, sin)  # (B, T, C)
         return self.lm_head(self.norm_f(x))  # (B, T, vocab_size)
+    # --8<-- [end:forward]
 
 
+# --8<-- [start:init_weights]
 def _init_weights(module: nn.Module) -> None:
     """nanoGPT's N(0, 0.02) for matrices and embeddings; RMSNorm gains stay at 1."""
     if isinstance(module, (nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
+# --8<-- [end:init_weights]
 
 
+# --8<-- [start:attention]
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with rotary positions, computed by the fused SDPA kernel."""
 
@@ -176,8 +191,10 @@ class CausalSelfAttention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, h, T, head_dim): rotated by position
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)  # (B, h, T, head_dim)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+# --8<-- [end:attention]
 
 
+# --8<-- [start:mlp]
 class SwiGLU(nn.Module):
     """W_2 (SiLU(x W_g) ⊙ x W_u): a gated MLP (Shazeer 2020), gate and up projections in one matmul."""
 
@@ -191,8 +208,10 @@ class SwiGLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up(x).chunk(2, dim=-1)  # (B, T, H) each
         return self.down(F.silu(gate) * up)  # (B, T, C)
+# --8<-- [end:mlp]
 
 
+# --8<-- [start:block]
 class Block(nn.Module):
     """Pre-norm block: normalise the input of each branch, never the residual stream itself."""
 
@@ -208,3 +227,4 @@ class Block(nn.Module):
         x = x + self.drop(self.attn(self.norm_1(x), cos, sin))  # (B, T, C)
         x = x + self.drop(self.mlp(self.norm_2(x)))  # (B, T, C)
         return x
+# --8<-- [end:block]

@@ -9,6 +9,7 @@ from torch.nn import functional as F
 from zoo.registry import register
 
 
+# --8<-- [start:config]
 @dataclass(frozen=True)
 class MLPMixerConfig:
     vocab_size: int = 0  # bound from the data
@@ -17,6 +18,7 @@ class MLPMixerConfig:
     n_layer: int = 4  # Mixer blocks
     token_expansion: int = 1  # hidden units per position in the token-mixing MLP (D_S = token_expansion · block_size)
     channel_expansion: int = 4  # hidden width of the channel-mixing MLP as a multiple of n_embd (D_C)
+# --8<-- [end:config]
 
 
 class CausalTokenMixing(nn.Module):
@@ -33,6 +35,7 @@ class CausalTokenMixing(nn.Module):
     weight serve a window of T <= block_size, with the same outputs as the prefix of a longer one.
     """
 
+    # --8<-- [start:masks]
     def __init__(self, block_size: int, expansion: int):
         super().__init__()
         self.expansion = expansion
@@ -51,7 +54,9 @@ class CausalTokenMixing(nn.Module):
         """nn.Linear's uniform init, but with each row's fan-in counted over the inputs it may read."""
         fan_in = mask.sum(1, keepdim=True).clamp(min=1)  # (rows, 1)
         return (torch.rand(mask.shape) * 2 - 1) / fan_in.sqrt() * mask  # (rows, cols)
+    # --8<-- [end:masks]
 
+    # --8<-- [start:mixing]
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[1]
         H = T * self.expansion
@@ -59,8 +64,10 @@ class CausalTokenMixing(nn.Module):
         w2 = self.w2[:T, :H] * self.mask2[:T, :H]  # (T, H)
         h = F.gelu(torch.einsum("us,bsc->buc", w1, x) + self.b1[:H, None])  # (B, H, C): every channel mixed alike
         return torch.einsum("tu,buc->btc", w2, h) + self.b2[:T, None]  # (B, T, C)
+    # --8<-- [end:mixing]
 
 
+# --8<-- [start:block]
 class MixerBlock(nn.Module):
     """Token mixing then channel mixing, each pre-LayerNorm with a residual (Tolstikhin et al. 2021, eq. 1)."""
 
@@ -76,8 +83,10 @@ class MixerBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.token_mixing(self.ln_1(x))  # (B, T, C) U = X + W2 σ(W1 LN(X))  (across positions)
         return x + self.channel_mixing(self.ln_2(x))  # (B, T, C) Y = U + W4 σ(W3 LN(U))  (across channels)
+# --8<-- [end:block]
 
 
+# --8<-- [start:model]
 @register("mlp-mixer", chapter="03-mlp-mixer")
 class MLPMixer(nn.Module):
     """Tolstikhin et al. 2021, "MLP-Mixer: An all-MLP Architecture for Vision", made causal: positions mixed by learned, position-indexed weights.
@@ -110,12 +119,14 @@ class MLPMixer(nn.Module):
         },
         # At 1000 steps on tinyshakespeare: lr 3e-3 / 1e-2 / 2e-2 gave val 2.76 / 2.46 / 2.42 bpc;
         # token_expansion 2: 2.43 (at 1e-2); 2 blocks: 2.56; block_size 32 with batch 64: 2.42.
+        # --8<-- [start:book_preset]
         "book": {
             "model": {"n_embd": 64, "n_layer": 4},
             "data": {"block_size": 64, "batch_size": 32},
             "optim": {"lr": 2e-2, "weight_decay": 0.1, "warmup_steps": 100, "min_lr_ratio": 0.05},
             "trainer": {"max_steps": 2000, "val_every": 250},
         },
+        # --8<-- [end:book_preset]
     }
 
     def __init__(self, config: MLPMixerConfig):
@@ -126,11 +137,14 @@ class MLPMixer(nn.Module):
             raise ValueError("n_embd, n_layer, token_expansion and channel_expansion must all be >= 1")
         self.config = config
         self.context_length = config.block_size  # the token-mixing weights have block_size positions
+        # --8<-- [start:layers]
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # no position embedding: token mixing is position-indexed
         self.blocks = nn.ModuleList(MixerBlock(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
+        # --8<-- [end:layers]
 
+    # --8<-- [start:forward]
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         B, T = idx.shape
         if T > self.config.block_size:
@@ -139,3 +153,5 @@ class MLPMixer(nn.Module):
         for block in self.blocks:
             x = block(x)  # (B, T, C)
         return self.lm_head(self.ln_f(x))  # (B, T, V)
+    # --8<-- [end:forward]
+# --8<-- [end:model]

@@ -11,12 +11,14 @@ from zoo.registry import register
 SMOOTHINGS = ("kneser-ney", "add-k")
 
 
+# --8<-- [start:config]
 @dataclass(frozen=True)
 class NGramConfig:
     vocab_size: int = 0  # bound from the data
     order: int = 7  # N: predict a character from the N-1 before it (orders 1..N are all counted)
     smoothing: str = "kneser-ney"  # "kneser-ney" (interpolated, modified: three discounts) or "add-k"
     k: float = 0.1  # the pseudo-count of add-k smoothing (ignored by Kneser-Ney)
+# --8<-- [end:config]
 
 
 @register("ngram", chapter="01-ngram")
@@ -92,6 +94,7 @@ class NGram(nn.Module):
         if x.min() < 0 or x.max() >= V:
             raise ValueError(f"token ids must lie in [0, {V}), got [{x.min()}, {x.max()}]")
         # ids[j][i]: dense id of the j-gram starting at i (i = 0 .. n-j); the empty gram has id 0 everywhere.
+        # --8<-- [start:count]
         ids = [np.zeros(n + 1, dtype=np.int64)]  # (n+1,)
         keys, raw = [np.zeros(1, dtype=np.int64)], [np.array([n], dtype=np.int64)]
         order = np.arange(n + 1)  # start positions sorted by the (j-1)-gram there (trivially, for j-1 = 0)
@@ -113,7 +116,9 @@ class NGram(nn.Module):
             inverse = np.empty(m, dtype=np.int64)  # (m,)
             inverse[order] = np.cumsum(first) - 1  # dense id = rank among the distinct keys
             ids.append(inverse), keys.append(sorted_key[starts]), raw.append(np.diff(starts, append=m))
+        # --8<-- [end:count]
 
+        # --8<-- [start:continuation]
         counts = [c.copy() for c in raw]
         if self.config.smoothing == "kneser-ney":
             for j in range(1, N):  # below the top order: continuation counts N1+(• g)
@@ -126,6 +131,7 @@ class NGram(nn.Module):
                     counts[j] = np.bincount(suffix, minlength=len(keys[j]))  # (U_j,)
                 if len(ids[j]):
                     counts[j][ids[j][0]] += 1  # the start of the text is one more distinct left context
+        # --8<-- [end:continuation]
 
         # Each (j-1)-gram as the context of order j: its total and N1, N2, N3+ over its continuations.
         total = [np.zeros(len(k), dtype=np.int64) for k in keys]
@@ -149,6 +155,7 @@ class NGram(nn.Module):
         self.discounts = torch.from_numpy(discounts).to(device)  # (N+1, 3)
         return self
 
+    # --8<-- [start:discounts]
     @staticmethod
     def estimate_discounts(n: np.ndarray) -> np.ndarray:
         """D1, D2, D3+ from the count-of-counts n1..n4 of one order (Chen & Goodman 1998)."""
@@ -158,6 +165,7 @@ class NGram(nn.Module):
         Y = n1 / (n1 + 2 * n2)
         D = np.array([1 - 2 * Y * n2 / n1, 2 - 3 * Y * n3 / n2, 3 - 4 * Y * n4 / n3])
         return np.clip(D, 0.0, [1.0, 2.0, 3.0])
+    # --8<-- [end:discounts]
 
     # ------------------------------------------------------------------------------------ lookups
     def _rows(self, j: int) -> slice:
@@ -185,6 +193,7 @@ class NGram(nn.Module):
             parent = torch.cat([before, ctx[j - 1][:, :-1]], dim=1)  # (B, T): the (j-1)-gram ending at t-1
             ctx.append(self._lookup(j, parent, idx))  # (B, T)
 
+        # --8<-- [start:interpolate]
         p = torch.full((B * T, V), 1.0 / V, dtype=torch.float64, device=idx.device)  # (B*T, V) P_0: uniform
         for j in range(1, N + 1):  # order j: context = the (j-1)-gram ending at t
             rows = self._rows(j - 1)
@@ -209,6 +218,7 @@ class NGram(nn.Module):
                 p = torch.where(seen[:, None], gamma[:, None] * p, p)  # (B*T, V) γ_j(h) P_{j-1}(w | h')
                 p[at, w] += (count - D[count.long().clamp(max=3) - 1]).clamp(min=0) / total[at]  # ... plus discounted counts
         return p.log().view(B, T, V)  # (B, T, V)
+        # --8<-- [end:interpolate]
 
     def _children(self, j: int, c: torch.Tensor):
         """Rows (within the j-gram table) of every j-gram whose prefix is one of the contexts ``c``.

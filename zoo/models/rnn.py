@@ -46,12 +46,14 @@ class RNN(nn.Module):
             "optim": {"lr": 3e-3, "warmup_steps": 20},
             "trainer": {"max_steps": 150, "val_every": 50},
         },
+        # --8<-- [start:book_preset]
         "book": {
             "model": {"n_embd": 64, "n_hidden": 512},
             "data": {"block_size": 64, "batch_size": 32},  # k = 64 steps of BPTT, 32 parallel streams
             "optim": {"lr": 3e-3, "warmup_steps": 100, "weight_decay": 0.0},
             "trainer": {"max_steps": 2000, "val_every": 250},
         },
+        # --8<-- [end:book_preset]
     }
     stateful = True  # forward(idx, state) -> (logits, state)
     context_length = None  # the state can hold anything from the whole past: unbounded

@@ -113,10 +113,12 @@ class SetTransformer(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
         self.config = config
         self.context_length = config.block_size  # it is trained, and scored, on windows of block_size
+        # --8<-- [start:layers]
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # the only input: what each token is
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(SAB(config) for _ in range(config.n_layer))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
+        # --8<-- [end:layers]
 
     # --8<-- [start:forward]
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
