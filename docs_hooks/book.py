@@ -106,7 +106,13 @@ def _mathml(m, page: str) -> str:
     return f'<div class="math-display">{out}</div>' if display == "block" else out
 
 
+# A snippet marker line ("# --8<-- [start:name]") in source that mkdocstrings shows in the API reference:
+# scaffolding for the chapters' includes, not code, so it is dropped from the rendered listing.
+MARKER_LINE = re.compile(r'[ \t]*<span class="c1"># --8&lt;-- \[(?:start|end):[\w.-]+\]</span>\n')
+
+
 def on_page_content(content, page, config, files):
+    content = MARKER_LINE.sub("", content)
     return MATH.sub(lambda m: _mathml(m, page.file.src_uri), content)
 
 
