@@ -43,8 +43,8 @@ class RNN(nn.Module):
         "quick": {
             "model": {"n_embd": 16, "n_hidden": 64},
             "data": {"block_size": 32, "batch_size": 16},
-            "optim": {"lr": 3e-3, "warmup_steps": 20},
-            "trainer": {"max_steps": 150, "val_every": 50},
+            "optim": {"lr": 2e-2, "warmup_steps": 20},  # a small, short run: at 3e-3 it was still near the unigram
+            "trainer": {"max_steps": 200, "val_every": 50},
         },
         # --8<-- [start:book_preset]
         "book": {
