@@ -7,6 +7,20 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def check_transformer_sizes(config) -> None:
+    """The size checks every transformer rung's config shares (ValueError, which zoo reports in one line)."""
+    if config.vocab_size < 1:
+        raise ValueError(f"vocab_size must be >= 1, got {config.vocab_size}")
+    if config.block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {config.block_size}")
+    if config.n_layer < 1 or config.n_head < 1 or config.n_embd < 1:
+        raise ValueError(f"n_layer, n_head and n_embd must be >= 1, got {config.n_layer}, {config.n_head}, {config.n_embd}")
+    if config.n_embd % config.n_head != 0:
+        raise ValueError(f"n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+
+
 # --8<-- [start:causal_mask]
 def causal_mask(T: int, device=None) -> torch.Tensor:
     """Bool[T, T], True where query t may attend to key s (s <= t)."""

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo.nn import RMSNorm, apply_rope, rope_cache
+from zoo.nn import RMSNorm, apply_rope, check_transformer_sizes, rope_cache
 from zoo.registry import register
 
 
@@ -108,20 +108,11 @@ class GPT(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        if config.vocab_size < 1:
-            raise ValueError(f"vocab_size must be >= 1, got {config.vocab_size}")
-        if config.block_size < 1:
-            raise ValueError(f"block_size must be >= 1, got {config.block_size}")
-        if config.n_layer < 1 or config.n_head < 1 or config.n_embd < 1:
-            raise ValueError(f"n_layer, n_head and n_embd must be >= 1, got {config.n_layer}, {config.n_head}, {config.n_embd}")
-        if config.n_embd % config.n_head != 0:
-            raise ValueError(f"n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})")
+        check_transformer_sizes(config)
         if (config.n_embd // config.n_head) % 2 != 0:
             raise ValueError(f"head_dim = n_embd / n_head = {config.n_embd // config.n_head} must be even for RoPE")
         if config.mlp_hidden < 0:
             raise ValueError(f"mlp_hidden must be >= 0 (0 means 8/3 * n_embd), got {config.mlp_hidden}")
-        if not 0.0 <= config.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
         if config.rope_base <= 1.0:
             raise ValueError(f"rope_base must be > 1, got {config.rope_base}")
         self.config = config

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from zoo.nn import MultiHeadAttention, sinusoidal_positions
+from zoo.nn import MultiHeadAttention, check_transformer_sizes, sinusoidal_positions
 from zoo.registry import register
 
 
@@ -68,20 +68,11 @@ class Vaswani(nn.Module):
 
     def __init__(self, config: VaswaniConfig):
         super().__init__()
-        if config.vocab_size < 1:
-            raise ValueError(f"vocab_size must be >= 1, got {config.vocab_size}")
-        if config.block_size < 1:
-            raise ValueError(f"block_size must be >= 1, got {config.block_size}")
-        if config.n_layer < 1 or config.n_head < 1 or config.n_embd < 1:
-            raise ValueError(f"n_layer, n_head and n_embd must be >= 1, got {config.n_layer}, {config.n_head}, {config.n_embd}")
-        if config.n_embd % config.n_head != 0:
-            raise ValueError(f"n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})")
+        check_transformer_sizes(config)
         if config.n_embd % 2 != 0:
             raise ValueError(f"n_embd must be even for sinusoidal positions, got {config.n_embd}")
         if config.d_ff < 0:
             raise ValueError(f"d_ff must be >= 0 (0 means 4 * n_embd), got {config.d_ff}")
-        if not 0.0 <= config.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
         self.config = config
         self.context_length = config.block_size  # logits at t see at most block_size tokens
         C = config.n_embd
