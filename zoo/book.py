@@ -323,7 +323,8 @@ class Task:
 
         config = _config_for(self.run, self.seed, self.corpus, self.smoke)
         d = config.data
-        params = sum(p.numel() for p in build(self.run.rung, vocab_size=65, block_size=d.block_size, **config.model).parameters())
+        model = build(self.run.rung, vocab_size=65, block_size=d.block_size, **config.model)  # any vocabulary will do for a rough cost
+        params = sum(p.numel() for p in model.parameters())
         return 6.0 * (params + 1e4) * config.trainer.max_steps * d.batch_size * d.block_size
 
 
@@ -362,9 +363,9 @@ def plan_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = No
     return Plan(chapter, module, runs, corpus, dest, smoke, tasks, git_commit())
 
 
-def _run_task(task: Task) -> dict:
+def _run_task(task: Task, log=None) -> dict:
     return _train_one(task.run, task.seed, task.corpus, task.smoke, task.run_dir, task.force, task.root,
-                      lambda msg: print(msg, flush=True))
+                      log or (lambda msg: print(msg, flush=True)))
 
 
 def _worker_init(threads: int) -> None:
@@ -394,8 +395,7 @@ def execute(tasks: list[Task], jobs: int = 1, log=print) -> dict[tuple[str, str,
     if jobs < 1:
         raise ZooError(f"--jobs must be >= 1 (got {jobs})")
     if jobs == 1 or len(tasks) <= 1:
-        return {(t.chapter, t.run.key, t.seed): _train_one(t.run, t.seed, t.corpus, t.smoke, t.run_dir, t.force, t.root, log)
-                for t in tasks}
+        return {(t.chapter, t.run.key, t.seed): _run_task(t, log) for t in tasks}
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
