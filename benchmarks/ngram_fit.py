@@ -16,7 +16,7 @@ import time
 import torch
 
 from zoo import registry
-from zoo.data import CharTokenizer, load_corpus, split
+from zoo.data import load_splits
 from zoo.evaluate import score
 
 
@@ -32,9 +32,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    corpus = load_corpus(args.corpus)
-    tokenizer = CharTokenizer.from_text(corpus.text)
-    splits = split(tokenizer.encode(corpus.text))
+    tokenizer, splits = load_splits(args.corpus)
     train = splits["train"]
     model = registry.build("ngram", vocab_size=tokenizer.vocab_size, order=args.order, smoothing=args.smoothing)
 

@@ -17,7 +17,7 @@ import time
 import torch
 
 from zoo import registry
-from zoo.data import CharTokenizer, load_corpus, split
+from zoo.data import load_splits
 from zoo.evaluate import score
 
 SMOOTHINGS = {"kneser-ney": {"smoothing": "kneser-ney"}, "add-1": {"smoothing": "add-k", "k": 1.0},
@@ -42,9 +42,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    corpus = load_corpus(args.corpus)
-    tokenizer = CharTokenizer.from_text(corpus.text)
-    splits = split(tokenizer.encode(corpus.text))
+    tokenizer, splits = load_splits(args.corpus)
     rows = []
     print(f"val bpc on {args.corpus} ({len(splits['val']) - 1:,} tokens)")
     print("| order | " + " | ".join(SMOOTHINGS) + " | distinct n-grams |")

@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -30,3 +31,13 @@ def tiny_corpus(tmp_path):
     path = tmp_path / "tiny.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models step through many tiny ops; on a busy shared CPU a second intra-op thread only adds
+    synchronisation (tens of times slower here), so these end-to-end runs use one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

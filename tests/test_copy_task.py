@@ -88,16 +88,6 @@ def test_streams_for_tbptt():
     assert x.shape == y.shape == (8, 4) and bool(reset)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models step through many tiny ops; on a busy shared CPU a second intra-op thread only adds
-    synchronisation (tens of times slower here), so these end-to-end runs use one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.slow
 def test_the_bptt_horizon(tmp_path, one_thread):
     """Through the real harness, same budget: truncation k > D learns the recall; k = D/2, where no gradient

@@ -110,16 +110,6 @@ def test_bad_hyperparameters_raise(bad):
         build("lstm", vocab_size=V, **bad)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models step through many tiny ops; on a busy shared CPU a second intra-op thread only adds
-    synchronisation (tens of times slower here), so these end-to-end runs use one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("name", ["rnn", "lstm"])
 def test_harness_carries_the_state_detached(name, tmp_path, tiny_corpus, one_thread):
     """The real harness (zoo.train, truncated BPTT): each chunk gets exactly the state the previous chunk left,

@@ -158,6 +158,13 @@ def split(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"train": tokens[:n_train], "val": tokens[n_train:n_train + n_val], "test": tokens[n_train + n_val:]}
 
 
+def load_splits(spec: str) -> tuple[CharTokenizer, dict[str, torch.Tensor]]:
+    """A corpus's tokenizer and its encoded train / val / test splits, as every run sees them."""
+    text = load_corpus(spec).text
+    tokenizer = CharTokenizer.from_text(text)
+    return tokenizer, split(tokenizer.encode(text))
+
+
 # ------------------------------------------------------------------------------------------ batching
 def step_generator(seed: int, step: int) -> torch.Generator:
     """A torch generator whose state is a pure function of (seed, step)."""

@@ -10,7 +10,7 @@ import math
 import torch
 
 from zoo.book import Run
-from zoo.data import CharTokenizer, load_corpus, split
+from zoo.data import load_splits
 
 CORPUS = "tinyshakespeare"
 RUNS = [Run("bigram", preset="book", seeds=(0, 1, 2))]
@@ -23,15 +23,9 @@ def _score(log_probs: torch.Tensor) -> dict:
     return {"tokens": len(log_probs), "nats": nats, "bpc": nats / math.log(2)}
 
 
-def _splits(corpus: str):
-    text = load_corpus(corpus).text
-    tokenizer = CharTokenizer.from_text(text)
-    return tokenizer, split(tokenizer.encode(text))
-
-
 def counts(corpus: str):
     """Unigram counts n[c] and bigram counts n[a, b] of the train split."""
-    tokenizer, splits = _splits(corpus)
+    tokenizer, splits = load_splits(corpus)
     V, train = tokenizer.vocab_size, splits["train"]
     unigram = torch.bincount(train, minlength=V).double()  # (V,)
     bigram = torch.bincount(train[:-1] * V + train[1:], minlength=V * V).double().view(V, V)  # (V, V): row = current

@@ -9,7 +9,7 @@ each length never occur in the training split — the sparsity that ends the n-g
 import torch
 
 from zoo.book import Run
-from zoo.data import CharTokenizer, load_corpus, split
+from zoo.data import load_splits
 
 CORPUS = "tinyshakespeare"
 ORDERS = (2, 3, 4, 5, 6, 8, 10)  # order 7 is the book preset's run
@@ -31,9 +31,7 @@ def _grams(tokens: torch.Tensor, n: int, V: int) -> torch.Tensor:
 
 
 def compute(corpus: str) -> dict:
-    text = load_corpus(corpus).text
-    tokenizer = CharTokenizer.from_text(text)
-    splits = split(tokenizer.encode(text))
+    tokenizer, splits = load_splits(corpus)
     V = tokenizer.vocab_size
     unseen = {}
     for context in SPARSITY_ORDERS:  # context length = order - 1
