@@ -17,7 +17,7 @@ import time
 import torch
 
 from zoo import registry
-from zoo.data import load_splits
+from zoo.data import load_corpus, load_splits
 from zoo.evaluate import score
 
 SMOOTHINGS = {"kneser-ney": {"smoothing": "kneser-ney"}, "add-1": {"smoothing": "add-k", "k": 1.0},
@@ -62,7 +62,7 @@ def main():
     best = min(rows, key=lambda r: r["kneser-ney"]["bpc"])
     print(f"best Kneser-Ney order: {best['order']} ({best['kneser-ney']['bpc']:.4f} bpc)")
     if args.json:
-        out = {"corpus": args.corpus, "sha256": corpus.sha256, "val_tokens": len(splits["val"]) - 1,
+        out = {"corpus": args.corpus, "sha256": load_corpus(args.corpus).sha256, "val_tokens": len(splits["val"]) - 1,
                "block_size": args.block_size, "rows": rows, "ln2": math.log(2)}
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

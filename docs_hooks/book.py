@@ -4,7 +4,7 @@
   ``chapters/NN-slug/`` is appended to the nav section "Chapters".
 * on_files: each chapter's ``chapter.md`` becomes ``chapters/NN-slug/index.md`` in the site, with its
   figures and results.json beside it; ``reference/models.md`` is generated from ``zoo/models/*.py``.
-* on_page_markdown: placeholders (``[[bigram.val.bpc|.3f]]``, see ``zoo.book``) are filled from
+* on_page_markdown: placeholders (``[[bigram.val.bpc|.3f]]``, see ``zoo.book.placeholders``) are filled from
   results.json; one that does not resolve aborts the build.
 * on_page_content: TeX from ``pymdownx.arithmatex`` (generic mode) becomes MathML at build time
   (latex2mathml), which browsers render natively: no script, no font and no CDN.
@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # a checkout that was not pip-installed still builds
     sys.path.insert(0, str(ROOT))
 
-from zoo import book  # noqa: E402
+from zoo.book import layout, placeholders  # noqa: E402  (torch-free: the build never loads a model)
+from zoo.errors import ZooError  # noqa: E402
 
 _state: dict = {}
 CHAPTER_ASSETS = (".png", ".svg", ".json", ".txt")
@@ -37,7 +38,7 @@ def _root(config) -> Path:
 def on_config(config):
     root = _root(config)
     _state["root"] = root
-    _state["chapters"] = book.chapters(root)
+    _state["chapters"] = layout.chapters(root)
     snippets = config.mdx_configs.setdefault("pymdownx.snippets", {})
     snippets["base_path"] = [str(root)]
     snippets["check_paths"] = True  # a missing file or section marker is an error, not an empty block
@@ -78,8 +79,8 @@ def on_page_markdown(markdown, page, config, files):
     src = page.file.src_uri
     here = src.split("/")[1] if src.startswith("chapters/") and src.count("/") >= 2 else None
     try:
-        return book.fill(markdown, book.load_book(_state["root"]), here, page=src)
-    except book.ZooError as e:
+        return placeholders.fill(markdown, layout.load_book(_state["root"]), here, page=src)
+    except ZooError as e:
         raise PluginError(str(e)) from None
 
 

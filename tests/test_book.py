@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo import book
+from zoo import book, cli
 from zoo.errors import ZooError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,7 +124,7 @@ def write_chapter(root: Path, slug: str, experiment: str, md: str = "# Title\n")
 
 
 def test_chapter_discovery_and_lookup(tmp_path):
-    write_chapter(tmp_path, "00-setup", "from zoo.book import Run\nRUNS = [Run('bigram')]\n", "# Zero\n\ntext\n")
+    write_chapter(tmp_path, "00-setup", "from zoo.book import RunSpec\nRUNS = [RunSpec('bigram')]\n", "# Zero\n\ntext\n")
     write_chapter(tmp_path, "10-later", "RUNS = []\n")
     (tmp_path / "chapters" / "notes").mkdir()
     found = book.chapters(tmp_path)
@@ -138,8 +138,8 @@ def test_chapter_discovery_and_lookup(tmp_path):
 
 @pytest.mark.parametrize("experiment, message", [
     ("RUNS = 3\n", "RUNS must be a list"),
-    ("from zoo.book import Run\nRUNS = [Run('bigram'), Run('bigram')]\n", "unique"),
-    ("from zoo.book import Run\nRUNS = [Run('bigram', name='chapter')]\n", "may not be"),
+    ("from zoo.book import RunSpec\nRUNS = [RunSpec('bigram'), RunSpec('bigram')]\n", "unique"),
+    ("from zoo.book import RunSpec\nRUNS = [RunSpec('bigram', name='chapter')]\n", "may not be"),
 ])
 def test_bad_experiments_are_clear_errors(tmp_path, experiment, message):
     chapter = book.Chapter("00-x", write_chapter(tmp_path, "00-x", experiment))
@@ -148,7 +148,7 @@ def test_bad_experiments_are_clear_errors(tmp_path, experiment, message):
 
 
 def test_a_chapter_with_an_unregistered_rung_is_refused(tmp_path):
-    chapter = book.Chapter("00-x", write_chapter(tmp_path, "00-x", "from zoo.book import Run\nRUNS = [Run('no-such-rung')]\n"))
+    chapter = book.Chapter("00-x", write_chapter(tmp_path, "00-x", "from zoo.book import RunSpec\nRUNS = [RunSpec('no-such-rung')]\n"))
     assert book.missing_rungs(chapter) == ["no-such-rung"]
     with pytest.raises(ZooError, match="not registered yet: no-such-rung"):
         book.run_chapter(chapter, smoke=True, out=tmp_path / "out", root=tmp_path)
@@ -156,11 +156,11 @@ def test_a_chapter_with_an_unregistered_rung_is_refused(tmp_path):
 
 def test_cli_errors():
     with pytest.raises(ZooError, match="no chapter '99'"):
-        book.cmd_chapter(["run", "99", "--smoke"])
+        cli.cmd_chapter(["run", "99", "--smoke"])
     with pytest.raises(ZooError, match="needs a chapter number"):
-        book.cmd_chapter(["run"])
+        cli.cmd_chapter(["run"])
     with pytest.raises(ZooError, match="comma-separated integers"):
-        book.cmd_chapter(["run", "00", "--smoke", "--seeds", "a,b"])
+        cli.cmd_chapter(["run", "00", "--smoke", "--seeds", "a,b"])
 
 
 # ----------------------------------------------------------------------------- the committed chapters
@@ -215,7 +215,7 @@ def corpus():
 def test_smoke_chapter_run_end_to_end(tmp_path, monkeypatch, corpus):
     before = digest(CH00)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # where --smoke without --out writes
-    assert book.cmd_chapter(["run", "00", "--smoke", "--data", corpus]) == 0
+    assert cli.cmd_chapter(["run", "00", "--smoke", "--data", corpus]) == 0
     assert digest(CH00) == before, "a smoke run touched the committed chapter"
     (out,) = tmp_path.glob("zoo-00-setup-smoke-*")
     results = json.loads((out / "results.json").read_text())
@@ -241,7 +241,7 @@ def test_smoke_chapter_run_end_to_end(tmp_path, monkeypatch, corpus):
 
 def test_smoke_book_writes_the_home_plot(tmp_path, corpus):
     before = digest(CH00)
-    assert book.cmd_book(["--smoke", "--chapters", "00", "--out", str(tmp_path), "--data", corpus]) == 0
+    assert cli.cmd_book(["--smoke", "--chapters", "00", "--out", str(tmp_path), "--data", corpus]) == 0
     assert digest(CH00) == before
     assert (tmp_path / "00-setup" / "results.json").is_file()
     assert (tmp_path / "ladder-val-curves.png").stat().st_size > 10_000
@@ -271,4 +271,4 @@ def test_parallel_runs_match_serial_ones(tmp_path, corpus):
         assert x["test"]["nats"] == pytest.approx(y["test"]["nats"], rel=1e-6)
     assert f"({max(1, book.usable_cores() // 2)} threads)" in b["per_seed"][0]["device"]  # cores // jobs torch threads each
     with pytest.raises(ZooError, match="--jobs must be"):
-        book.cmd_chapter(["run", "00", "--smoke", "--jobs", "-1"])
+        cli.cmd_chapter(["run", "00", "--smoke", "--jobs", "-1"])

@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from zoo.data import TextDataModule, copy_task_bounds, copy_task_text, load_corpus, split
 from zoo.errors import ZooError

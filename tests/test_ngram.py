@@ -1,7 +1,6 @@
 """The n-gram rung: probabilities equal a slow, obviously-correct reference; distributions normalise; no zeros."""
 
 import io
-import math
 from collections import Counter, defaultdict
 from functools import lru_cache
 

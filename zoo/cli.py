@@ -15,28 +15,21 @@ Bad input is one line on stderr and exit code 2.
 from __future__ import annotations
 
 import json
-import logging
 import sys
-import warnings
+import tempfile
+import time
 from pathlib import Path
 from typing import Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from zoo import book, registry
-from zoo.config import DataConfig, OptimConfig, TrainerConfig, deep_merge
+from zoo.config import DEFAULT_CORPUS, DEFAULT_PRESET, DataConfig, OptimConfig, TrainerConfig, deep_merge
 from zoo.errors import ZooError
+from zoo.quiet import quiet_libraries
+from zoo.summary import duration
 
 COMMANDS = ("list", "train", "eval", "sample", "ladder", "chapter", "book")
-
-
-def _quiet_libraries() -> None:
-    """Keep Lightning's banners ("GPU available: False", tips) and library deprecation chatter off the screen."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=".*(does not have many workers|LeafSpec|exists and is not empty|resuming from a checkpoint).*")
-    warnings.filterwarnings("ignore", module="lightning.*", category=UserWarning)
 
 
 def _parser(prog: str, description: str) -> ArgumentParser:
@@ -83,7 +76,7 @@ def train_parser(rung: str, preset: str, base: dict | None = None) -> ArgumentPa
     p = _parser("zoo train", f"Train rung {rung!r} into a run directory.")
     p.add_argument("--config", action=ActionConfigFile, help="a YAML run config, e.g. a run's config.yaml")
     p.add_argument("rung", type=str, help="registry name, see `zoo list`")
-    p.add_argument("--preset", type=str, default="quick", help="named settings of the rung: " + ", ".join(info.cls.presets))
+    p.add_argument("--preset", type=str, default=DEFAULT_PRESET, help="named settings of the rung: " + ", ".join(info.cls.presets))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Optional[str], default=None, help="run directory (default runs/RUNG-PRESET[-N])")
     p.add_argument("--resume", type=Optional[str], default=None, help="continue the run in this directory")
@@ -116,7 +109,7 @@ def cmd_train(argv: list[str]) -> int:
         if saved.rung != rung:
             raise ZooError(f"{known['resume']} holds a {saved.rung!r} run, not {rung!r}")
         base = saved.to_dict()
-    preset = known.get("preset") or (base or {}).get("preset") or "quick"
+    preset = known.get("preset") or (base or {}).get("preset") or DEFAULT_PRESET
     parser = train_parser(rung, preset, base)
     ns = parser.parse_args(argv)
     values = ns.as_dict()
@@ -159,7 +152,7 @@ def _prescan(argv: list[str]) -> dict:
 
 # ---------------------------------------------------------------------------------------------- eval
 def cmd_eval(argv: list[str]) -> int:
-    from zoo.data import CharTokenizer, split, load_corpus
+    from zoo.data import load_corpus, split
     from zoo.evaluate import score
     from zoo.runs import load_run
 
@@ -209,7 +202,7 @@ def cmd_ladder(argv: list[str]) -> int:
 
     argv = _data_shortcut(argv)
     p = _parser("zoo ladder", "Train every registered rung in ladder order and write a leaderboard.")
-    p.add_argument("--preset", type=str, default="quick")
+    p.add_argument("--preset", type=str, default=DEFAULT_PRESET)
     p.add_argument("--data.corpus", type=Optional[str], default=None, help="corpus for every rung (default: each preset's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Optional[str], default=None, help="default runs/ladder-PRESET-CORPUS[-N]")
@@ -220,14 +213,132 @@ def cmd_ladder(argv: list[str]) -> int:
     rungs = args.rungs.split(",") if args.rungs else registry.names()
     if args.resume and not args.out:
         raise ZooError("--resume needs --out DIR (the ladder directory to continue)")
-    out = Path(args.out) if args.out else _default_out(f"ladder-{args.preset}-{Path(corpus or 'pydoc').stem}")
+    out = Path(args.out) if args.out else _default_out(f"ladder-{args.preset}-{Path(corpus or DEFAULT_CORPUS).stem}")
     board = run_ladder(rungs, args.preset, out, corpus=corpus, seed=args.seed, resume=args.resume)
     print(board)
     return 0
 
 
+# ---------------------------------------------------------------------------------- chapter and book
+def _seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise ZooError(f"--seeds takes comma-separated integers, e.g. 0,1,2 (got {text!r})") from None
+
+
+JOBS_HELP = "runs to train at once, each in its own process (default 0: one per usable CPU core)"
+
+
+def _jobs(n: int) -> int:
+    if n < 0:
+        raise ZooError(f"--jobs must be >= 0 (0 = one per core), got {n}")
+    return n or book.usable_cores()
+
+
+def cmd_chapter(argv: list[str]) -> int:
+    """``zoo chapter list | run NN | figures NN``."""
+    p = _parser("zoo chapter", "Run a chapter's experiment (results.json + figures), or list chapters.")
+    p.add_argument("action", choices=["list", "run", "figures"], help="list | run NN | figures NN")
+    p.add_argument("chapter", type=Optional[str], default=None, nargs="?", help="number (00) or slug (00-setup)")
+    p.add_argument("--smoke", action="store_true", help="tiny budgets, written to a temporary folder (or --out)")
+    p.add_argument("--out", type=Optional[str], default=None, help="write results.json and figures here instead of the chapter")
+    p.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    p.add_argument("--data", type=Optional[str], default=None, help="corpus (default: the experiment's, tinyshakespeare)")
+    p.add_argument("--seeds", type=Optional[str], default=None, help="override every run's seeds, e.g. 0 or 0,1")
+    p.add_argument("--jobs", type=int, default=0, help=JOBS_HELP)
+    args = p.parse_args(argv)
+    if args.action == "list":
+        for c in book.chapters():
+            res = c.results()
+            status = "pending (no experiment)" if not (c.path / "experiment.py").is_file() else (
+                f"results: {res['mode']}, {duration(res['elapsed_s'])}" if res else "not yet run")
+            print(f"{c.slug:<20} {c.title[:50]:<50} {status}")
+        return 0
+    if not args.chapter:
+        raise ZooError(f"zoo chapter {args.action} needs a chapter number, e.g. `zoo chapter {args.action} 00`")
+    chapter = book.find_chapter(args.chapter)
+    if args.action == "figures":
+        source = Path(args.out) if args.out else chapter.path
+        results_path = source / book.RESULTS
+        if not results_path.is_file():
+            raise ZooError(f"no {results_path}; run `zoo chapter run {chapter.number}` first")
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+        for path in book.render_chapter_figures(chapter, results, source / book.FIGURES):
+            print(path)
+        return 0
+    dest = book.run_chapter(chapter, smoke=args.smoke, out=Path(args.out) if args.out else None, force=args.force,
+                       corpus=args.data, seeds=_seeds(args.seeds), jobs=_jobs(args.jobs))
+    print(f"wrote {dest / book.RESULTS}")
+    return 0
+
+
+def cmd_book(argv: list[str]) -> int:
+    """``zoo book``: run every chapter, then redraw the home page's plot."""
+    p = _parser("zoo book", "Regenerate the book: run every chapter's experiment, then redraw the home page's plot.")
+    p.add_argument("--smoke", action="store_true", help="tiny budgets, everything written under a temporary folder (or --out)")
+    p.add_argument("--out", type=Optional[str], default=None, help="write each chapter to OUT/SLUG instead of chapters/")
+    p.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    p.add_argument("--chapters", type=Optional[str], default=None, help="comma-separated subset, e.g. 00,01")
+    p.add_argument("--figures-only", action="store_true", help="train nothing: redraw every figure from results.json")
+    p.add_argument("--data", type=Optional[str], default=None, help="corpus for every chapter (default: each experiment's)")
+    p.add_argument("--jobs", type=int, default=0, help=JOBS_HELP)
+    args = p.parse_args(argv)
+    jobs = _jobs(args.jobs)
+    root = book.book_root()
+    selected = [book.find_chapter(s) for s in args.chapters.split(",")] if args.chapters else book.chapters(root)
+    out = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="zoo-book-smoke-")) if args.smoke else None)
+    start, skipped, plans = time.perf_counter(), [], []
+    for chapter in selected:
+        if not (chapter.path / "experiment.py").is_file():
+            skipped.append(f"{chapter.slug} (no experiment.py)")
+            continue
+        if args.figures_only:
+            results = chapter.results()
+            if results:
+                book.render_chapter_figures(chapter, results, chapter.path / book.FIGURES)
+            else:
+                skipped.append(f"{chapter.slug} (no results.json)")
+            continue
+        missing = book.missing_rungs(chapter)
+        if missing:
+            print(f"chapter {chapter.slug}: skipped, rung(s) not registered: {', '.join(missing)}", flush=True)
+            skipped.append(f"{chapter.slug} (needs {', '.join(missing)})")
+            continue
+        plans.append(book.plan_chapter(chapter, smoke=args.smoke, out=(out / chapter.slug) if out else None,
+                                  force=args.force, corpus=args.data, root=root))
+    if plans:
+        # every chapter's runs in one pool, so that no core idles at a chapter's end
+        print(f"book: {len(plans)} chapter(s), {sum(len(p.tasks) for p in plans)} run(s)", flush=True)
+        trained = book.execute([t for p in plans for t in p.tasks], jobs)
+        wall = time.perf_counter() - start
+        for plan in plans:
+            book.assemble_chapter(plan, trained, root, session_s=wall)
+        if out is None and not args.smoke:
+            record = {"command": "zoo book" + (f" --chapters {args.chapters}" if args.chapters else ""), "jobs": jobs,
+                      "threads_per_job": max(1, book.usable_cores() // jobs) if jobs > 1 else None,
+                      "chapters": [p.chapter.slug for p in plans], "wall_s": round(time.perf_counter() - start, 3),
+                      "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            (root / "chapters" / book.BOOK_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    if out is None:
+        everything = book.load_book(root)
+        figure = book.render_ladder_figure(everything, root / book.LADDER_FIGURE)
+    else:
+        everything = {c.slug: (json.loads((out / c.slug / book.RESULTS).read_text()) if (out / c.slug / book.RESULTS).is_file() else None)
+                      for c in book.chapters(root)}
+        figure = book.render_ladder_figure(everything, out / book.LADDER_FIGURE.name)
+    verb = "redrew the figures of" if args.figures_only else "ran"
+    print(f"book: {verb} {len(selected) - len(skipped)} chapter(s) in {duration(time.perf_counter() - start)}"
+          + (f"; home plot {figure}" if figure else "") + (f"; output in {out}" if out else ""))
+    if skipped:
+        print("skipped: " + "; ".join(skipped))
+    return 0
+
+
 HANDLERS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "ladder": cmd_ladder,
-            "chapter": book.cmd_chapter, "book": book.cmd_book}
+            "chapter": cmd_chapter, "book": cmd_book}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         close = difflib.get_close_matches(command, COMMANDS, n=1)
         print(f"zoo: error: unknown command {command!r}" + (f"; did you mean {close[0]!r}?" if close else "") + f" (commands: {', '.join(COMMANDS)})", file=sys.stderr)
         return 2
-    _quiet_libraries()
+    quiet_libraries()
     try:
         return HANDLERS[command](rest)
     except SystemExit as e:  # --help and --print_config finish by exiting; report their code

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from zoo.errors import ZooError
+
+DEFAULT_CORPUS = "pydoc"  # the embedded corpus: ships inside every CPython, no download
+DEFAULT_PRESET = "quick"  # what `zoo train RUNG` and `zoo ladder` use unless told otherwise
+BOOK_PRESET = "book"  # the ladder-wide budget the book's chapters train at
+REQUIRED_PRESETS = (DEFAULT_PRESET, BOOK_PRESET)  # every rung defines both
 
 
 @dataclass
 class DataConfig:
-    corpus: str = "pydoc"  # a corpus name (pydoc, tinyshakespeare, copy:D) or a path to a UTF-8 text file
+    corpus: str = DEFAULT_CORPUS  # a corpus name (pydoc, tinyshakespeare, copy:D) or a path to a UTF-8 text file
     block_size: int = 64  # tokens per training window; for stateful rungs the TBPTT chunk length k
     batch_size: int = 32  # windows (or parallel streams) per step, per device
 
@@ -28,7 +33,7 @@ class DataConfig:
 @dataclass
 class OptimConfig:
     optimizer: str = "adamw"  # "adamw" (decoupled weight decay) or "adam" (Vaswani et al.)
-    lr: float = 3e-3  # peak learning rate
+    lr: Optional[float] = 3e-3  # peak learning rate; None: the rung's own rule (its peak_lr, e.g. the Vaswani formula)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     eps: float = 1e-8
     weight_decay: float = 0.1  # applied to tensors with >= 2 dimensions only (matrices, embeddings)
@@ -61,7 +66,7 @@ SECTIONS = {"data": DataConfig, "optim": OptimConfig, "trainer": TrainerConfig}
 @dataclass
 class RunConfig:
     rung: str
-    preset: str = "quick"
+    preset: str = DEFAULT_PRESET
     seed: int = 0
     model: dict = field(default_factory=dict)  # the rung's own Config fields (vocab_size excluded)
     data: DataConfig = field(default_factory=DataConfig)

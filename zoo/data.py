@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
+from zoo.config import DEFAULT_CORPUS
 from zoo.errors import ZooError
 
 SPLIT_FRACTIONS = (0.90, 0.05, 0.05)  # train, val, test: contiguous, in this order
@@ -151,11 +152,16 @@ class CharTokenizer:
         return "".join(self.vocab[i] for i in (ids.tolist() if hasattr(ids, "tolist") else ids))
 
 
-def split(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Contiguous train / val / test = first 90 %, next 5 %, last 5 %."""
-    n = len(tokens)
+def split_bounds(n: int) -> dict[str, tuple[int, int]]:
+    """Where each split of an n-token text begins and ends: contiguous train / val / test = first 90 %,
+    next 5 %, last 5 %."""
     n_train, n_val = int(n * SPLIT_FRACTIONS[0]), int(n * SPLIT_FRACTIONS[1])
-    return {"train": tokens[:n_train], "val": tokens[n_train:n_train + n_val], "test": tokens[n_train + n_val:]}
+    return {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
+
+
+def split(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Contiguous train / val / test = first 90 %, next 5 %, last 5 % (see ``split_bounds``)."""
+    return {name: tokens[lo:hi] for name, (lo, hi) in split_bounds(len(tokens)).items()}
 
 
 def load_splits(spec: str) -> tuple[CharTokenizer, dict[str, torch.Tensor]]:
@@ -232,7 +238,7 @@ class StepBatches(IterableDataset):
 class TextDataModule(L.LightningDataModule):
     """Loads a corpus, builds the tokenizer and splits, and serves step-indexed batches."""
 
-    def __init__(self, corpus: str = "pydoc", block_size: int = 64, batch_size: int = 32, seed: int = 0,
+    def __init__(self, corpus: str = DEFAULT_CORPUS, block_size: int = 64, batch_size: int = 32, seed: int = 0,
                  streams: bool = False, val_batch_size: int | None = None, tokenizer: CharTokenizer | None = None):
         super().__init__()
         if block_size < 1 or batch_size < 1:
@@ -360,9 +366,7 @@ def copy_task_bounds(D: int, split_name: str = "val") -> dict[str, float]:
     free_nats = math.log(A) + case_nats
     memoryless = np.where(recall, math.log(A), free_nats)
     oracle = np.where(recall, 0.0, free_nats)
-    n = len(text)
-    n_train, n_val = int(n * SPLIT_FRACTIONS[0]), int(n * SPLIT_FRACTIONS[1])
-    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
+    bounds = split_bounds(len(text))
     if split_name not in bounds:
         raise ZooError(f"unknown split {split_name!r} (train, val or test)")
     lo, hi = bounds[split_name]

@@ -7,18 +7,25 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def check_transformer_sizes(config) -> None:
-    """The size checks every transformer rung's config shares (ValueError, which zoo reports in one line)."""
-    if config.vocab_size < 1:
-        raise ValueError(f"vocab_size must be >= 1, got {config.vocab_size}")
-    if config.block_size < 1:
-        raise ValueError(f"block_size must be >= 1, got {config.block_size}")
-    if config.n_layer < 1 or config.n_head < 1 or config.n_embd < 1:
-        raise ValueError(f"n_layer, n_head and n_embd must be >= 1, got {config.n_layer}, {config.n_head}, {config.n_embd}")
-    if config.n_embd % config.n_head != 0:
-        raise ValueError(f"n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})")
+def require_positive(config, *fields: str) -> None:
+    """Every named size of a rung's config must be >= 1 (vocab_size included: a model built by hand
+    gets no vocabulary from the data). A ValueError, which zoo reports in one line."""
+    bad = [f"{name} = {getattr(config, name)}" for name in fields if getattr(config, name) < 1]
+    if bad:
+        raise ValueError(f"{', '.join(fields)} must all be >= 1, got {', '.join(bad)}")
+
+
+def require_dropout(config) -> None:
     if not 0.0 <= config.dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+
+
+def check_transformer_sizes(config) -> None:
+    """The size checks every attention rung's config shares (ValueError, which zoo reports in one line)."""
+    require_positive(config, "vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+    if config.n_embd % config.n_head != 0:
+        raise ValueError(f"n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})")
+    require_dropout(config)
 
 
 # --8<-- [start:causal_mask]

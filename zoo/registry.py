@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from zoo.config import deep_merge
+from zoo.config import REQUIRED_PRESETS, deep_merge
 from zoo.errors import ZooError
 
 ENTRY_POINT_GROUP = "zoo.rungs"
@@ -57,13 +57,13 @@ def register(name: str, *, chapter: str | None = None):
     """Class decorator that adds a rung to the ladder under ``name``.
 
     The class must define ``Config`` (a dataclass of its hyperparameters) and ``presets``
-    (at least ``quick`` and ``book``). See ``zoo/models/_template.py``.
+    (at least ``quick`` and ``book``, REQUIRED_PRESETS). See ``zoo/models/_template.py``.
     """
 
     def decorate(cls):
         if not dataclasses.is_dataclass(getattr(cls, "Config", None)):
             raise TypeError(f"rung {name!r}: {cls.__name__}.Config must be a dataclass")
-        missing = {"quick", "book"} - set(getattr(cls, "presets", {}))
+        missing = set(REQUIRED_PRESETS) - set(getattr(cls, "presets", {}))
         if missing:
             raise TypeError(f"rung {name!r}: presets must include {sorted(missing)}")
         for preset, sections in cls.presets.items():

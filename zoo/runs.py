@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from zoo import registry
-from zoo.config import RunConfig, deep_merge
+from zoo.config import DEFAULT_PRESET, RunConfig, deep_merge
 from zoo.data import CharTokenizer, TextDataModule
 from zoo.errors import ZooError
 from zoo.evaluate import score
@@ -158,11 +159,24 @@ def prepare(config: RunConfig, tokenizer: CharTokenizer | None = None):
     return data, model
 
 
-def make_config(rung: str, preset: str = "quick", seed: int = 0, overrides: dict | None = None) -> RunConfig:
+def make_config(rung: str, preset: str = DEFAULT_PRESET, seed: int = 0, overrides: dict | None = None) -> RunConfig:
     """The RunConfig of rung + preset, with ``overrides`` ({"model": {...}, "data": {...}, ...}) on top."""
     info = registry.get(rung)
     merged = deep_merge(info.preset(preset), overrides or {})
-    return RunConfig.from_dict({"rung": rung, "preset": preset, "seed": seed, **merged})
+    return resolve(RunConfig.from_dict({"rung": rung, "preset": preset, "seed": seed, **merged}))
+
+
+def resolve(config: RunConfig) -> RunConfig:
+    """Fill in what a rung derives from its own config: a peak lr left unset (None) comes from the
+    rung's ``peak_lr(model_config, optim)`` (the Vaswani rung's is the paper's formula), so it follows
+    ``--model.*`` and ``--optim.warmup_steps`` overrides. Everything else is returned as it is."""
+    if config.optim.lr is not None:
+        return config
+    rule = getattr(registry.get(config.rung).cls, "peak_lr", None)
+    if rule is None:
+        raise ZooError(f"--optim.lr is unset and rung {config.rung!r} has no rule for it (peak_lr); give --optim.lr")
+    model_config = registry.model_config(config.rung, vocab_size=1, block_size=config.data.block_size, **config.model)
+    return dataclasses.replace(config, optim=dataclasses.replace(config.optim, lr=float(rule(model_config, config.optim))))
 
 
 def _meta(config: RunConfig, data: TextDataModule) -> dict:
@@ -183,6 +197,7 @@ def check_config(config: RunConfig) -> None:
 def train(config: RunConfig, out: str | os.PathLike, resume: bool = False, callbacks=(), quiet: bool = False) -> dict:
     """Train ``config`` into run directory ``out``; returns the metrics dict also written to metrics.json."""
     out = Path(out)
+    config = resolve(config)
     check_config(config)
     ckpt_path = out / CHECKPOINT
     if resume:
@@ -216,6 +231,26 @@ def train(config: RunConfig, out: str | os.PathLike, resume: bool = False, callb
     else:
         steps, tokens_seen = _count(config, data, model, out, clock), len(data.splits["train"])
     return finish(config, data, model, out, steps, tokens_seen, clock.train_s)
+
+
+def train_or_reuse(config: RunConfig, out: str | os.PathLike, *, force: bool = False, quiet: bool = False) -> tuple[dict, bool]:
+    """Bring run directory ``out`` to a finished run of ``config``, whatever an earlier attempt left there.
+
+    Returns (metrics, reused). A finished run (metrics.json) of the same config is reused as it is; one
+    of a different config is an error unless ``force``, which retrains it from scratch. An interrupted
+    run (a checkpoint, no metrics.json) is resumed, and a directory an aborted start left without a
+    checkpoint is started afresh. ``zoo ladder`` and the book both finish their runs through this.
+    """
+    out = Path(out)
+    metrics_path = out / "metrics.json"
+    if metrics_path.is_file() and not force:
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        if metrics["config"] != config.to_dict():
+            raise ZooError(f"{out} holds a finished run with a different config; retrain it with --force or choose another directory")
+        return metrics, True
+    if force or (out.exists() and not (out / CHECKPOINT).is_file()):
+        shutil.rmtree(out, ignore_errors=True)  # nothing worth resuming
+    return train(config, out, resume=(out / CHECKPOINT).is_file(), quiet=quiet), False
 
 
 def _fit(config, data, model, out, resume, callbacks, quiet):

@@ -9,11 +9,11 @@ import math
 
 import torch
 
-from zoo.book import Run
+from zoo.book import RunSpec
 from zoo.data import load_splits
 
 CORPUS = "tinyshakespeare"
-RUNS = [Run("bigram", preset="book", seeds=(0, 1, 2))]
+RUNS = [RunSpec("bigram", preset="book", seeds=(0, 1, 2))]
 ALPHA = 1.0  # add-one (Laplace) smoothing for the counted baselines, so an unseen pair is not infinitely costly
 
 

@@ -8,13 +8,13 @@ each length never occur in the training split — the sparsity that ends the n-g
 
 import torch
 
-from zoo.book import Run
+from zoo.book import RunSpec
 from zoo.data import load_splits
 
 CORPUS = "tinyshakespeare"
 ORDERS = (2, 3, 4, 5, 6, 8, 10)  # order 7 is the book preset's run
-RUNS = [Run("ngram", preset="book", seeds=(0, 1, 2))] + [
-    Run("ngram", name=f"ngram-{n}", label=f"order {n}", overrides={"model": {"order": n}}, seeds=(0,), leaderboard=False)
+RUNS = [RunSpec("ngram", preset="book", seeds=(0, 1, 2))] + [
+    RunSpec("ngram", name=f"ngram-{n}", label=f"order {n}", overrides={"model": {"order": n}}, seeds=(0,), leaderboard=False)
     for n in ORDERS
 ]
 SPARSITY_ORDERS = tuple(range(1, 11))  # context lengths; 65**10 < 2**63 keeps the keys exact

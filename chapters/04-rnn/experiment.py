@@ -5,11 +5,11 @@ each, on the ladder's shared budget. Ablation, one seed: the rnn with k = 8 (256
 2,048 characters a step), to show what truncation costs.
 """
 
-from zoo.book import Run
+from zoo.book import RunSpec
 
 CORPUS = "tinyshakespeare"
 RUNS = [
-    Run("rnn", preset="book", seeds=(0, 1, 2)),
-    Run("lstm", preset="book", seeds=(0, 1, 2)),
-    Run("rnn", name="rnn-k8", label="rnn, k = 8", overrides={"data": {"block_size": 8, "batch_size": 256}}, seeds=(0,), leaderboard=False),
+    RunSpec("rnn", preset="book", seeds=(0, 1, 2)),
+    RunSpec("lstm", preset="book", seeds=(0, 1, 2)),
+    RunSpec("rnn", name="rnn-k8", label="rnn, k = 8", overrides={"data": {"block_size": 8, "batch_size": 256}}, seeds=(0,), leaderboard=False),
 ]

@@ -5,10 +5,10 @@ is exactly permutation-invariant over the prefix (tests/test_set_transformer.py 
 can only use which characters came before, not where.
 """
 
-from zoo.book import Run
+from zoo.book import RunSpec
 
 CORPUS = "tinyshakespeare"
 RUNS = [
-    Run("set-transformer", preset="book", seeds=(0, 1, 2)),
-    Run("set-transformer", name="one-layer", label="1 layer (a pure set)", overrides={"model": {"n_layer": 1}}, seeds=(0,), leaderboard=False),
+    RunSpec("set-transformer", preset="book", seeds=(0, 1, 2)),
+    RunSpec("set-transformer", name="one-layer", label="1 layer (a pure set)", overrides={"model": {"n_layer": 1}}, seeds=(0,), leaderboard=False),
 ]

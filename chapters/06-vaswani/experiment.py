@@ -4,10 +4,10 @@ Runs: vaswani at its book preset (the paper's Adam and warmup/inverse-square-roo
 three seeds. Ablation, one seed: the paper's label smoothing ε = 0.1, which the rung leaves off.
 """
 
-from zoo.book import Run
+from zoo.book import RunSpec
 
 CORPUS = "tinyshakespeare"
 RUNS = [
-    Run("vaswani", preset="book", seeds=(0, 1, 2)),
-    Run("vaswani", name="label-smoothing", label="label smoothing 0.1", overrides={"optim": {"label_smoothing": 0.1}}, seeds=(0,), leaderboard=False),
+    RunSpec("vaswani", preset="book", seeds=(0, 1, 2)),
+    RunSpec("vaswani", name="label-smoothing", label="label smoothing 0.1", overrides={"optim": {"label_smoothing": 0.1}}, seeds=(0,), leaderboard=False),
 ]

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from zoo.nn import require_positive
 from zoo.registry import register
 
 
@@ -19,7 +20,6 @@ class BengioMLPConfig:
 # --8<-- [end:config]
 
 
-# --8<-- [start:model]
 @register("bengio-mlp", chapter="02-bengio-mlp")
 class BengioMLP(nn.Module):
     """Bengio, Ducharme, Vincent & Jauvin 2003, "A Neural Probabilistic Language Model": learned, shared character embeddings in a fixed window.
@@ -41,31 +41,9 @@ class BengioMLP(nn.Module):
     """
 
     Config = BengioMLPConfig
-    presets = {
-        "quick": {
-            "model": {"context": 5, "n_embd": 16, "n_hidden": 64},
-            "data": {"block_size": 32, "batch_size": 32},
-            "optim": {"lr": 1e-2, "weight_decay": 0.0, "warmup_steps": 20},
-            "trainer": {"max_steps": 200, "val_every": 100},
-        },
-        # A small tanh MLP wants a high learning rate: at 1000 steps on tinyshakespeare, lr 3e-3 / 1e-2 / 2e-2
-        # gave val 2.52 / 2.39 / 2.36 bpc (n_hidden 512 at 3e-3: 2.43; no direct connections: 2.51).
-        "book": {
-            "model": {"context": 8, "n_embd": 32, "n_hidden": 256},
-            "data": {"block_size": 128, "batch_size": 16},
-            "optim": {"lr": 2e-2, "weight_decay": 0.01, "warmup_steps": 100, "min_lr_ratio": 0.05},
-            "trainer": {"max_steps": 2000, "val_every": 250},
-        },
-    }
-
     def __init__(self, config: BengioMLPConfig):
         super().__init__()
-        if config.vocab_size < 1:
-            raise ValueError(f"vocab_size must be >= 1, got {config.vocab_size}")
-        if config.context < 1:
-            raise ValueError(f"context (n-1) must be >= 1, got {config.context}")
-        if config.n_embd < 1 or config.n_hidden < 1:
-            raise ValueError(f"n_embd and n_hidden must be >= 1, got {config.n_embd} and {config.n_hidden}")
+        require_positive(config, "vocab_size", "context", "n_embd", "n_hidden")
         self.config = config
         self.context_length = config.context  # logits at t see idx[t-n+2 .. t]
         V, m, h, width = config.vocab_size, config.n_embd, config.n_hidden, config.context * config.n_embd
@@ -90,4 +68,20 @@ class BengioMLP(nn.Module):
             logits = logits + self.W(x)  # (B, T, V): + W x
         return logits
     # --8<-- [end:forward]
-# --8<-- [end:model]
+
+    presets = {
+        "quick": {
+            "model": {"context": 5, "n_embd": 16, "n_hidden": 64},
+            "data": {"block_size": 32, "batch_size": 32},
+            "optim": {"lr": 1e-2, "weight_decay": 0.0, "warmup_steps": 20},
+            "trainer": {"max_steps": 200, "val_every": 100},
+        },
+        # A small tanh MLP wants a high learning rate: at 1000 steps on tinyshakespeare, lr 3e-3 / 1e-2 / 2e-2
+        # gave val 2.52 / 2.39 / 2.36 bpc (n_hidden 512 at 3e-3: 2.43; no direct connections: 2.51).
+        "book": {
+            "model": {"context": 8, "n_embd": 32, "n_hidden": 256},
+            "data": {"block_size": 128, "batch_size": 16},
+            "optim": {"lr": 2e-2, "weight_decay": 0.01, "warmup_steps": 100, "min_lr_ratio": 0.05},
+            "trainer": {"max_steps": 2000, "val_every": 250},
+        },
+    }

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from zoo.nn import require_positive
 from zoo.registry import register
 
 
@@ -26,6 +27,20 @@ class Bigram(nn.Module):
     """
 
     Config = BigramConfig
+
+    def __init__(self, config: BigramConfig):
+        super().__init__()
+        require_positive(config, "vocab_size")
+        self.config = config
+        self.context_length = 1  # logits at t see idx[:, t] only
+        self.table = nn.Embedding(config.vocab_size, config.vocab_size)  # row = current char, column = next char
+        nn.init.zeros_(self.table.weight)  # start at the uniform distribution
+
+    # --8<-- [start:forward]
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.table(idx)  # (B, T) -> (B, T, vocab_size)
+    # --8<-- [end:forward]
+
     presets = {
         # A table has nothing to regularise towards zero, so no weight decay: decay would pull the
         # log-probabilities towards uniform and cost likelihood. A high lr suits a one-layer lookup.
@@ -36,18 +51,4 @@ class Bigram(nn.Module):
             "trainer": {"max_steps": 2000, "val_every": 250},
         },
     }
-    context_length = 1  # logits at t see idx[:, t] only
-
-    def __init__(self, config: BigramConfig):
-        super().__init__()
-        if config.vocab_size < 1:
-            raise ValueError(f"vocab_size must be >= 1, got {config.vocab_size}")
-        self.config = config
-        self.table = nn.Embedding(config.vocab_size, config.vocab_size)  # row = current char, column = next char
-        nn.init.zeros_(self.table.weight)  # start at the uniform distribution
-
-    # --8<-- [start:forward]
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.table(idx)  # (B, T) -> (B, T, vocab_size)
-    # --8<-- [end:forward]
 # --8<-- [end:model]

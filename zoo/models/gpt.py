@@ -27,17 +27,6 @@ class GPTConfig:
 # --8<-- [end:config]
 
 
-# --8<-- [start:swiglu_hidden]
-def swiglu_hidden(n_embd: int, multiple_of: int = 32) -> int:
-    """8/3 · n_embd, rounded up to a multiple of ``multiple_of`` as Llama does (it uses 256 at width 4096).
-
-    Three C×H matrices at H = 8/3 · C hold as many weights as a GELU MLP's two C×4C ones; rounding up to
-    a multiple of 32 keeps the widths SIMD-friendly at a small cost (352 rather than 341⅓ at n_embd 128).
-    """
-    return multiple_of * -(-(8 * n_embd) // (3 * multiple_of))
-# --8<-- [end:swiglu_hidden]
-
-
 @register("gpt", chapter="07-gpt")
 class GPT(nn.Module):
     """Modern GPT (Llama; modded-nanogpt) — pre-norm RMSNorm, rotary positions, SwiGLU and AdamW with cosine decay.
@@ -64,47 +53,6 @@ class GPT(nn.Module):
     """
 
     Config = GPTConfig
-    presets = {
-        "quick": {
-            "model": {"n_layer": 2, "n_head": 4, "n_embd": 64},
-            "data": {"block_size": 64, "batch_size": 32},
-            "optim": {"optimizer": "adamw", "lr": 6e-3, "betas": [0.9, 0.95], "weight_decay": 0.1,
-                      "schedule": "cosine", "warmup_steps": 50},
-            "trainer": {"max_steps": 200, "val_every": 100},
-        },
-        # The same size and token budget as the vaswani rung's book preset (the ladder's 2000 steps × 16 × 128), so
-        # the chapter compares recipes, not budgets. lr 6e-3 was the better of {3e-3, 6e-3} in a 1000-step trial.
-        # --8<-- [start:book_preset]
-        "book": {
-            "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0},
-            "data": {"block_size": 128, "batch_size": 16},
-            "optim": {"optimizer": "adamw", "lr": 6e-3, "betas": [0.9, 0.95], "weight_decay": 0.1,
-                      "schedule": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.1},
-            "trainer": {"max_steps": 2000, "val_every": 250},
-        },
-        # --8<-- [end:book_preset]
-        # The size nanoGPT's README trains on a laptop CPU (train_shakespeare_char.py with --device=cpu
-        # --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --dropout=0.0):
-        # its lr 1e-3, 100 warmup steps, cosine to lr/10, and β₂ 0.99 (its config: "number of tokens per iter is small").
-        # --8<-- [start:nanogpt_cpu_preset]
-        "nanogpt-cpu": {
-            "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0},
-            "data": {"block_size": 64, "batch_size": 12},
-            "optim": {"optimizer": "adamw", "lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.1,
-                      "schedule": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.1},
-            "trainer": {"max_steps": 2000, "val_every": 250},
-        },
-        # --8<-- [end:nanogpt_cpu_preset]
-        # nanoGPT's train_shakespeare_char.py itself (6 layers, 6 heads, 384 wide, 256 tokens, dropout 0.2),
-        # for a machine with a GPU.
-        "nanogpt-gpu": {
-            "model": {"n_layer": 6, "n_head": 6, "n_embd": 384, "dropout": 0.2},
-            "data": {"block_size": 256, "batch_size": 64},
-            "optim": {"optimizer": "adamw", "lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.1,
-                      "schedule": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.1},
-            "trainer": {"max_steps": 5000, "val_every": 250, "accelerator": "gpu", "precision": "bf16-mixed"},
-        },
-    }
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -150,13 +98,66 @@ class GPT(nn.Module):
         return self.lm_head(self.norm_f(x))  # (B, T, vocab_size)
     # --8<-- [end:forward]
 
+    presets = {
+        "quick": {
+            "model": {"n_layer": 2, "n_head": 4, "n_embd": 64},
+            "data": {"block_size": 64, "batch_size": 32},
+            "optim": {"optimizer": "adamw", "lr": 6e-3, "betas": [0.9, 0.95], "weight_decay": 0.1,
+                      "schedule": "cosine", "warmup_steps": 50},
+            "trainer": {"max_steps": 200, "val_every": 100},
+        },
+        # The same size and token budget as the vaswani rung's book preset (the ladder's 2000 steps × 16 × 128), so
+        # the chapter compares recipes, not budgets. lr 6e-3 was the better of {3e-3, 6e-3} in a 1000-step trial.
+        # --8<-- [start:book_preset]
+        "book": {
+            "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0},
+            "data": {"block_size": 128, "batch_size": 16},
+            "optim": {"optimizer": "adamw", "lr": 6e-3, "betas": [0.9, 0.95], "weight_decay": 0.1,
+                      "schedule": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.1},
+            "trainer": {"max_steps": 2000, "val_every": 250},
+        },
+        # --8<-- [end:book_preset]
+        # The size nanoGPT's README trains on a laptop CPU (train_shakespeare_char.py with --device=cpu
+        # --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --dropout=0.0):
+        # its lr 1e-3, 100 warmup steps, cosine to lr/10, and β₂ 0.99 (its config: "number of tokens per iter is small").
+        # --8<-- [start:nanogpt_cpu_preset]
+        "nanogpt-cpu": {
+            "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0},
+            "data": {"block_size": 64, "batch_size": 12},
+            "optim": {"optimizer": "adamw", "lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.1,
+                      "schedule": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.1},
+            "trainer": {"max_steps": 2000, "val_every": 250},
+        },
+        # --8<-- [end:nanogpt_cpu_preset]
+        # nanoGPT's train_shakespeare_char.py itself (6 layers, 6 heads, 384 wide, 256 tokens, dropout 0.2),
+        # for a machine with a GPU.
+        "nanogpt-gpu": {
+            "model": {"n_layer": 6, "n_head": 6, "n_embd": 384, "dropout": 0.2},
+            "data": {"block_size": 256, "batch_size": 64},
+            "optim": {"optimizer": "adamw", "lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.1,
+                      "schedule": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.1},
+            "trainer": {"max_steps": 5000, "val_every": 250, "accelerator": "gpu", "precision": "bf16-mixed"},
+        },
+    }
 
-# --8<-- [start:init_weights]
-def _init_weights(module: nn.Module) -> None:
-    """nanoGPT's N(0, 0.02) for matrices and embeddings; RMSNorm gains stay at 1."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
-# --8<-- [end:init_weights]
+
+# --8<-- [start:block]
+class Block(nn.Module):
+    """Pre-norm block: normalise the input of each branch, never the residual stream itself."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.norm_1 = RMSNorm(config.n_embd)
+        self.attn = CausalSelfAttention(config)
+        self.norm_2 = RMSNorm(config.n_embd)
+        self.mlp = SwiGLU(config)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm_1(x), cos, sin))  # (B, T, C)
+        x = x + self.drop(self.mlp(self.norm_2(x)))  # (B, T, C)
+        return x
+# --8<-- [end:block]
 
 
 # --8<-- [start:attention]
@@ -185,6 +186,17 @@ class CausalSelfAttention(nn.Module):
 # --8<-- [end:attention]
 
 
+# --8<-- [start:swiglu_hidden]
+def swiglu_hidden(n_embd: int, multiple_of: int = 32) -> int:
+    """8/3 · n_embd, rounded up to a multiple of ``multiple_of`` as Llama does (it uses 256 at width 4096).
+
+    Three C×H matrices at H = 8/3 · C hold as many weights as a GELU MLP's two C×4C ones; rounding up to
+    a multiple of 32 keeps the widths SIMD-friendly at a small cost (352 rather than 341⅓ at n_embd 128).
+    """
+    return multiple_of * -(-(8 * n_embd) // (3 * multiple_of))
+# --8<-- [end:swiglu_hidden]
+
+
 # --8<-- [start:mlp]
 class SwiGLU(nn.Module):
     """W_2 (SiLU(x W_g) ⊙ x W_u): a gated MLP (Shazeer 2020), gate and up projections in one matmul."""
@@ -202,20 +214,9 @@ class SwiGLU(nn.Module):
 # --8<-- [end:mlp]
 
 
-# --8<-- [start:block]
-class Block(nn.Module):
-    """Pre-norm block: normalise the input of each branch, never the residual stream itself."""
-
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.norm_1 = RMSNorm(config.n_embd)
-        self.attn = CausalSelfAttention(config)
-        self.norm_2 = RMSNorm(config.n_embd)
-        self.mlp = SwiGLU(config)
-        self.drop = nn.Dropout(config.dropout)
-
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm_1(x), cos, sin))  # (B, T, C)
-        x = x + self.drop(self.mlp(self.norm_2(x)))  # (B, T, C)
-        return x
-# --8<-- [end:block]
+# --8<-- [start:init_weights]
+def _init_weights(module: nn.Module) -> None:
+    """nanoGPT's N(0, 0.02) for matrices and embeddings; RMSNorm gains stay at 1."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+# --8<-- [end:init_weights]

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from zoo.nn import require_positive
 from zoo.registry import register
 
 SMOOTHINGS = ("kneser-ney", "add-k")
@@ -54,17 +55,9 @@ class NGram(nn.Module):
 
     Config = NGramConfig
     trainable = False  # fitted by counting: fit(tokens), no optimiser
-    presets = {
-        "quick": {"model": {"order": 4}, "data": {"block_size": 32}},
-        "book": {"model": {"order": 7}, "data": {"block_size": 128}},  # order 7 is where val bpc bottoms out (benchmarks/ngram_orders.py)
-    }
-
     def __init__(self, config: NGramConfig):
         super().__init__()
-        if config.vocab_size < 1:
-            raise ValueError(f"vocab_size must be >= 1, got {config.vocab_size}")
-        if config.order < 1:
-            raise ValueError(f"order must be >= 1 (1 = unigram), got {config.order}")
+        require_positive(config, "vocab_size", "order")  # order 1 is the unigram
         if config.smoothing not in SMOOTHINGS:
             raise ValueError(f"smoothing must be one of {', '.join(SMOOTHINGS)}, got {config.smoothing!r}")
         if config.smoothing == "add-k" and not config.k > 0:
@@ -234,10 +227,6 @@ class NGram(nn.Module):
         children = lo[row] + torch.arange(len(row), device=c.device) - start[row]  # (E,)
         return children, row
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """idx (B, T) -> log-probabilities (B, T, V) as logits; position t sees idx[t-N+2 .. t]."""
-        return self.log_probs(idx).float()  # (B, T, V)
-
     # --------------------------------------------------------------------------------- checkpoints
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The tables' sizes depend on the text they were counted from: take the saved shapes.
@@ -246,3 +235,12 @@ class NGram(nn.Module):
             if saved is not None and saved.shape != self._buffers[name].shape:
                 self._buffers[name] = torch.empty_like(saved, device=self._buffers[name].device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) -> log-probabilities (B, T, V) as logits; position t sees idx[t-N+2 .. t]."""
+        return self.log_probs(idx).float()  # (B, T, V)
+
+    presets = {
+        "quick": {"model": {"order": 4}, "data": {"block_size": 32}},
+        "book": {"model": {"order": 7}, "data": {"block_size": 128}},  # order 7 is where val bpc bottoms out (benchmarks/ngram_orders.py)
+    }

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from zoo.nn import require_dropout, require_positive
 from zoo.registry import register
 
 
@@ -19,7 +20,6 @@ class RNNConfig:
 # --8<-- [end:config]
 
 
-# --8<-- [start:model]
 @register("rnn", chapter="04-rnn")
 class RNN(nn.Module):
     """Elman 1990, "Finding structure in time": a state carried through time, no window at all.
@@ -39,35 +39,14 @@ class RNN(nn.Module):
     """
 
     Config = RNNConfig
-    presets = {
-        "quick": {
-            "model": {"n_embd": 16, "n_hidden": 64},
-            "data": {"block_size": 32, "batch_size": 16},
-            "optim": {"lr": 2e-2, "warmup_steps": 20},  # a small, short run: at 3e-3 it was still near the unigram
-            "trainer": {"max_steps": 200, "val_every": 50},
-        },
-        # --8<-- [start:book_preset]
-        "book": {
-            "model": {"n_embd": 64, "n_hidden": 512},
-            "data": {"block_size": 64, "batch_size": 32},  # k = 64 steps of BPTT, 32 parallel streams
-            "optim": {"lr": 3e-3, "warmup_steps": 100, "weight_decay": 0.0},
-            "trainer": {"max_steps": 2000, "val_every": 250},
-        },
-        # --8<-- [end:book_preset]
-    }
     stateful = True  # forward(idx, state) -> (logits, state)
-    context_length = None  # the state can hold anything from the whole past: unbounded
 
     def __init__(self, config: RNNConfig):
         super().__init__()
-        if config.vocab_size < 1:
-            raise ValueError(f"vocab_size must be >= 1, got {config.vocab_size}")
-        for field in ("n_embd", "n_hidden", "n_layer"):
-            if getattr(config, field) < 1:
-                raise ValueError(f"{field} must be >= 1, got {getattr(config, field)}")
-        if not 0.0 <= config.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+        require_positive(config, "vocab_size", "n_embd", "n_hidden", "n_layer")
+        require_dropout(config)
         self.config = config
+        self.context_length = None  # the state can hold anything from the whole past: unbounded
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # row i = x_t for character i
         self.drop = nn.Dropout(config.dropout)
         self.build_recurrence(config)
@@ -117,7 +96,23 @@ class RNN(nn.Module):
         logits = self.lm_head(self.drop(h))  # (B, T, vocab_size): every position reads its own h_t
         return logits, state
     # --8<-- [end:forward]
-# --8<-- [end:model]
+
+    presets = {
+        "quick": {
+            "model": {"n_embd": 16, "n_hidden": 64},
+            "data": {"block_size": 32, "batch_size": 16},
+            "optim": {"lr": 2e-2, "warmup_steps": 20},  # a small, short run: at 3e-3 it was still near the unigram
+            "trainer": {"max_steps": 200, "val_every": 50},
+        },
+        # --8<-- [start:book_preset]
+        "book": {
+            "model": {"n_embd": 64, "n_hidden": 512},
+            "data": {"block_size": 64, "batch_size": 32},  # k = 64 steps of BPTT, 32 parallel streams
+            "optim": {"lr": 3e-3, "warmup_steps": 100, "weight_decay": 0.0},
+            "trainer": {"max_steps": 2000, "val_every": 250},
+        },
+        # --8<-- [end:book_preset]
+    }
 
 
 # --8<-- [start:lstm]
@@ -143,16 +138,6 @@ class LSTM(RNN):
     """
 
     Config = LSTMConfig
-    presets = {
-        "quick": RNN.presets["quick"],
-        "book": {
-            "model": {"n_embd": 64, "n_hidden": 256},  # about the rnn book preset's parameter count
-            "data": {"block_size": 64, "batch_size": 32},
-            "optim": {"lr": 3e-3, "warmup_steps": 100, "weight_decay": 0.0},
-            "trainer": {"max_steps": 2000, "val_every": 250},
-        },
-    }
-
     def build_recurrence(self, config: LSTMConfig) -> None:
         dropout = config.dropout if config.n_layer > 1 else 0.0  # nn.LSTM applies it between layers only
         self.cell = nn.LSTM(config.n_embd, config.n_hidden, num_layers=config.n_layer, batch_first=True, dropout=dropout)
@@ -164,4 +149,14 @@ class LSTM(RNN):
     def recur(self, x: torch.Tensor, state):
         h, (h_last, c_last) = self.cell(x, state)  # (B, T, H); each (n_layer, B, H)
         return h, (h_last, c_last)
+
+    presets = {
+        "quick": RNN.presets["quick"],
+        "book": {
+            "model": {"n_embd": 64, "n_hidden": 256},  # about the rnn book preset's parameter count
+            "data": {"block_size": 64, "batch_size": 32},
+            "optim": {"lr": 3e-3, "warmup_steps": 100, "weight_decay": 0.0},
+            "trainer": {"max_steps": 2000, "val_every": 250},
+        },
+    }
 # --8<-- [end:lstm]

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from zoo.nn import MultiHeadAttention
+from zoo.nn import MultiHeadAttention, check_transformer_sizes, require_positive
 from zoo.registry import register
 
 
@@ -23,34 +23,6 @@ class SetTransformerConfig:
 # --8<-- [end:config]
 
 
-# --8<-- [start:blocks]
-class MAB(nn.Module):
-    """Multihead Attention Block: MAB(X, Y) = LN(H + rFF(H)),  H = LN(X + Multihead(X, Y, Y))."""
-
-    def __init__(self, config: SetTransformerConfig):
-        super().__init__()
-        C = config.n_embd
-        self.attn = MultiHeadAttention(C, config.n_head, bias=config.bias, dropout=config.dropout)
-        self.ln_1 = nn.LayerNorm(C)
-        # rFF, the row-wise feed-forward: the same two-layer MLP applied to every row on its own
-        self.rff = nn.Sequential(nn.Linear(C, config.ff_mult * C), nn.ReLU(), nn.Linear(config.ff_mult * C, C))
-        self.ln_2 = nn.LayerNorm(C)
-        self.drop = nn.Dropout(config.dropout)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = self.ln_1(x + self.drop(self.attn(x, y, causal=True)))  # (B, T, C): row t attends to y[:, :t+1]
-        return self.ln_2(h + self.drop(self.rff(h)))  # (B, T, C)
-
-
-class SAB(MAB):
-    """Set Attention Block: SAB(X) = MAB(X, X) — every row attends to the (earlier) rows of the same set."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x, x)  # (B, T, C)
-# --8<-- [end:blocks]
-
-
-# --8<-- [start:model]
 @register("set-transformer", chapter="05-set-transformer")
 class SetTransformer(nn.Module):
     """Lee et al. 2019, "Set Transformer": attention looks things up by content — but has no notion of order.
@@ -81,36 +53,10 @@ class SetTransformer(nn.Module):
     """
 
     Config = SetTransformerConfig
-    presets = {
-        "quick": {
-            "model": {"n_embd": 32, "n_head": 4, "n_layer": 2},
-            "data": {"block_size": 32, "batch_size": 16},
-            "optim": {"lr": 3e-3, "warmup_steps": 20},
-            "trainer": {"max_steps": 150, "val_every": 50},
-        },
-        # The vaswani rung's book model size and window, so the next chapter changes one thing: positions.
-        # 16 windows of 128 = 2048 tokens a step, as many as the rnn's 32 streams of 64.
-        "book": {
-            "model": {"n_embd": 128, "n_head": 4, "n_layer": 4},
-            "data": {"block_size": 128, "batch_size": 16},
-            # Lee et al. train with Adam at 1e-3; here 3e-3 reached a lower loss in 800 steps (2.82 bpc against
-            # 3.16 at 1e-3, 2.86 at 6e-3, 3.49 at 1e-2).
-            "optim": {"lr": 3e-3, "warmup_steps": 200, "weight_decay": 0.1},
-            "trainer": {"max_steps": 2000, "val_every": 250},
-        },
-    }
-
     def __init__(self, config: SetTransformerConfig):
         super().__init__()
-        if config.vocab_size < 1 or config.block_size < 1:
-            raise ValueError(f"vocab_size and block_size must be >= 1, got {config.vocab_size} and {config.block_size}")
-        for field in ("n_embd", "n_head", "n_layer", "ff_mult"):
-            if getattr(config, field) < 1:
-                raise ValueError(f"{field} must be >= 1, got {getattr(config, field)}")
-        if config.n_embd % config.n_head != 0:
-            raise ValueError(f"n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})")
-        if not 0.0 <= config.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+        check_transformer_sizes(config)
+        require_positive(config, "ff_mult")
         self.config = config
         self.context_length = config.block_size  # it is trained, and scored, on windows of block_size
         # --8<-- [start:layers]
@@ -130,5 +76,49 @@ class SetTransformer(nn.Module):
             x = block(x)  # (B, T, C)
         return self.lm_head(x)  # (B, T, vocab_size)
     # --8<-- [end:forward]
-# --8<-- [end:model]
 
+    presets = {
+        "quick": {
+            "model": {"n_embd": 32, "n_head": 4, "n_layer": 2},
+            "data": {"block_size": 32, "batch_size": 16},
+            "optim": {"lr": 3e-3, "warmup_steps": 20},
+            "trainer": {"max_steps": 150, "val_every": 50},
+        },
+        # The vaswani rung's book model size and window, so the next chapter changes one thing: positions.
+        # 16 windows of 128 = 2048 tokens a step, as many as the rnn's 32 streams of 64.
+        "book": {
+            "model": {"n_embd": 128, "n_head": 4, "n_layer": 4},
+            "data": {"block_size": 128, "batch_size": 16},
+            # Lee et al. train with Adam at 1e-3; here 3e-3 reached a lower loss in 800 steps (2.82 bpc against
+            # 3.16 at 1e-3, 2.86 at 6e-3, 3.49 at 1e-2).
+            "optim": {"lr": 3e-3, "warmup_steps": 200, "weight_decay": 0.1},
+            "trainer": {"max_steps": 2000, "val_every": 250},
+        },
+    }
+
+
+# --8<-- [start:blocks]
+class MAB(nn.Module):
+    """Multihead Attention Block: MAB(X, Y) = LN(H + rFF(H)),  H = LN(X + Multihead(X, Y, Y))."""
+
+    def __init__(self, config: SetTransformerConfig):
+        super().__init__()
+        C = config.n_embd
+        self.attn = MultiHeadAttention(C, config.n_head, bias=config.bias, dropout=config.dropout)
+        self.ln_1 = nn.LayerNorm(C)
+        # rFF, the row-wise feed-forward: the same two-layer MLP applied to every row on its own
+        self.rff = nn.Sequential(nn.Linear(C, config.ff_mult * C), nn.ReLU(), nn.Linear(config.ff_mult * C, C))
+        self.ln_2 = nn.LayerNorm(C)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.ln_1(x + self.drop(self.attn(x, y, causal=True)))  # (B, T, C): row t attends to y[:, :t+1]
+        return self.ln_2(h + self.drop(self.rff(h)))  # (B, T, C)
+
+
+class SAB(MAB):
+    """Set Attention Block: SAB(X) = MAB(X, X) — every row attends to the (earlier) rows of the same set."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x, x)  # (B, T, C)
+# --8<-- [end:blocks]

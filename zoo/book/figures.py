@@ -1,0 +1,106 @@
+"""The book's figures: validation curves of a chapter's runs, the home page's ladder plot.
+
+Drawn with matplotlib (the ``docs`` extra) from results.json alone, so ``zoo book --figures-only``
+redraws every figure without training anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zoo.book.layout import Chapter
+from zoo.errors import ZooError
+
+
+def _plt():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ZooError("the book's figures need matplotlib: pip install -e '.[docs]'") from None
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "font.size": 11, "axes.grid": True,
+                         "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False})
+    return plt
+
+
+def plot_curves(ax, name: str, run: dict, color=None, label: str | None = None) -> None:
+    """Mean validation curve over seeds against training characters, with the min–max band across seeds.
+
+    Count-based runs (no curve) draw their protocol score as a dashed horizontal line.
+    """
+    import numpy as np
+
+    label = label or run.get("label") or name
+    curves = [s["curve"]["val_bpc"] for s in run["per_seed"] if s.get("curve", {}).get("val_bpc")]
+    if not curves:
+        ax.axhline(run["summary"]["val"]["bpc"]["mean"], ls="--", color=color, label=f"{label} (counted)")
+        return
+    steps = sorted(set.intersection(*(set(s for s, _ in c) for c in curves)))
+    per_step = np.array([[dict((s, v) for s, v in c)[step] for step in steps] for c in curves])  # (seeds, points)
+    x = (np.array(steps) + 1) * run["summary"]["tokens_per_step"]  # logged step s = s + 1 optimiser steps done
+    line, = ax.plot(x, per_step.mean(0), color=color, label=f"{label} ({len(curves)} seed{'s' if len(curves) > 1 else ''})", lw=1.8)
+    if len(curves) > 1:
+        ax.fill_between(x, per_step.min(0), per_step.max(0), color=line.get_color(), alpha=0.2, lw=0)
+
+
+def _label_axes(ax, xlog=True):
+    ax.set_xlabel("training characters seen (characters, log scale)" if xlog else "training characters seen")
+    ax.set_ylabel("validation loss (bits per character)")
+    if xlog:
+        ax.set_xscale("log")
+
+
+def render_chapter_figures(chapter: Chapter, results: dict, figdir: Path, module=None) -> list[Path]:
+    """figures/curves.png (every run's validation curve), then the experiment's own figures()."""
+    figdir.mkdir(parents=True, exist_ok=True)
+    written = []
+    trainable = {k: r for k, r in results["runs"].items() if any(s.get("curve", {}).get("val_bpc") for s in r["per_seed"])}
+    if results["runs"]:
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for name, run in results["runs"].items():
+            plot_curves(ax, name, run)
+        _label_axes(ax, xlog=bool(trainable))
+        ax.set_title(f"{results['title']}\nvalidation curves on {results['corpus']['name']}", fontsize=11)
+        ax.legend(fontsize=9)
+        fig.text(0.01, 0.01, "quick validation estimates during training (mean over seeds, band = min–max); "
+                 "final scores use the full protocol", fontsize=8, color="0.35")
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        path = figdir / "curves.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    module = module or chapter.experiment()
+    if hasattr(module, "figures"):
+        _plt()
+        module.figures(results, figdir)
+        written += sorted(p for p in figdir.glob("*.png") if p not in written)
+    return written
+
+
+def render_ladder_figure(book: dict[str, dict | None], path: Path) -> Path | None:
+    """The home page's plot: every leaderboard run's validation curve on one pair of axes."""
+    rows = [(slug, name, run) for slug, res in book.items() if res for name, run in res["runs"].items() if run.get("leaderboard", True)]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 5.2))
+    colors = plt.get_cmap("tab10")
+    for i, (slug, name, run) in enumerate(rows):
+        plot_curves(ax, name, run, color=colors(i % 10))
+    uniform = (book.get("00-setup") or {}).get("values", {}).get("uniform")
+    if uniform:
+        ax.axhline(uniform["val"]["bpc"], color="0.5", ls=":", lw=1, label="uniform (log₂ V)")
+    _label_axes(ax)
+    ax.set_title("Every rung on tinyshakespeare: validation loss during training")
+    ax.legend(fontsize=9, ncol=2)
+    fig.text(0.01, 0.01, "quick validation estimates (mean over seeds, band = min–max); the table gives the full-protocol scores",
+             fontsize=8, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

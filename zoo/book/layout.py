@@ -1,0 +1,147 @@
+"""Where the book lives and what a chapter declares: run specifications, chapters, their results.
+
+A chapter is a folder ``chapters/NN-slug/`` holding ``chapter.md`` (the prose), ``experiment.py`` (the
+runs the chapter shows, as a list of :class:`RunSpec`), and — written by ``zoo chapter run NN`` and
+committed — ``results.json`` and ``figures/*.png``. Plain Python: the site build imports this module,
+so it never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from zoo.config import BOOK_PRESET
+from zoo.errors import ZooError
+
+RESULTS = "results.json"
+FIGURES = "figures"
+BOOK_RECORD = "book.json"  # chapters/book.json: how the last full `zoo book` ran (jobs, wall time)
+LADDER_FIGURE = Path("docs") / "assets" / "figures" / "ladder-val-curves.png"
+BOOK_CORPUS = "tinyshakespeare"  # the corpus an experiment trains on unless it sets CORPUS
+RESERVED = ("chapter",)  # namespace key for a chapter's own fields
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a chapter asks to be trained: a rung at a preset, with overrides, over several seeds.
+
+    A specification, not a run: the runner turns each (spec, seed) into a run directory
+    (:class:`zoo.runs.Run` loads one back). ``name`` is the key placeholders use
+    (``[[NAME.val.bpc]]``); it defaults to the rung's name. ``leaderboard`` puts the run on the home
+    page's table (set it False for ablations).
+    """
+
+    rung: str
+    preset: str = BOOK_PRESET
+    seeds: tuple[int, ...] = (0, 1, 2)
+    overrides: dict = field(default_factory=dict)  # {"model": {...}, "data": {...}, "optim": {...}, "trainer": {...}}
+    name: Optional[str] = None
+    label: Optional[str] = None  # legend label in plots (default: name)
+    leaderboard: bool = True
+
+    @property
+    def key(self) -> str:
+        return self.name or self.rung
+
+
+@dataclass(frozen=True)
+class Chapter:
+    slug: str  # "00-setup"
+    path: Path
+
+    @property
+    def number(self) -> str:
+        return self.slug.split("-", 1)[0]
+
+    @property
+    def title(self) -> str:
+        md = self.path / "chapter.md"
+        if md.is_file():
+            for line in md.read_text(encoding="utf-8").splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+        return self.slug
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / RESULTS
+
+    def results(self) -> dict | None:
+        return json.loads(self.results_path.read_text(encoding="utf-8")) if self.results_path.is_file() else None
+
+    def experiment(self):
+        """Import the chapter's experiment.py as a module (a fresh import each call)."""
+        path = self.path / "experiment.py"
+        if not path.is_file():
+            raise ZooError(f"chapter {self.slug} has no experiment.py")
+        name = f"zoo_chapter_{re.sub(r'[^0-9a-zA-Z_]', '_', self.slug)}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.modules.pop(name, None)
+        runs = getattr(module, "RUNS", None)
+        if not isinstance(runs, (list, tuple)) or not all(isinstance(r, RunSpec) for r in runs):
+            raise ZooError(f"{path}: RUNS must be a list of zoo.book.RunSpec")
+        keys = [r.key for r in runs]
+        if len(set(keys)) != len(keys):
+            raise ZooError(f"{path}: run names must be unique (got {keys})")
+        if any(k in RESERVED or "/" in k or "." in k for k in keys):
+            raise ZooError(f"{path}: run names may not be {RESERVED} or contain '/' or '.' (got {keys})")
+        return module
+
+
+def book_root() -> Path:
+    """The folder holding ``chapters/`` and ``mkdocs.yml``: $ZOO_BOOK_ROOT, the source checkout, or cwd."""
+    if os.environ.get("ZOO_BOOK_ROOT"):
+        return Path(os.environ["ZOO_BOOK_ROOT"]).resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "chapters").is_dir():
+        return checkout
+    return Path.cwd()
+
+
+def chapters(root: Path | None = None) -> list[Chapter]:
+    """Every ``chapters/NN-slug/`` folder with a chapter.md, in order."""
+    base = (root or book_root()) / "chapters"
+    if not base.is_dir():
+        return []
+    found = [Chapter(p.name, p) for p in sorted(base.iterdir()) if p.is_dir() and re.match(r"^\d\d-[a-z0-9-]+$", p.name)]
+    return [c for c in found if (c.path / "chapter.md").is_file()]
+
+
+def find_chapter(spec: str, root: Path | None = None) -> Chapter:
+    """A chapter by number ("0", "00") or slug ("00-setup")."""
+    all_chapters = chapters(root)
+    spec = str(spec).strip()
+    for c in all_chapters:
+        if spec == c.slug or (spec.isdigit() and int(spec) == int(c.number)):
+            return c
+    valid = ", ".join(c.slug for c in all_chapters) or "none"
+    raise ZooError(f"no chapter {spec!r} (chapters: {valid})")
+
+
+def book_record(root: Path | None = None) -> dict | None:
+    """chapters/book.json, written by the last full ``zoo book``: its jobs and wall time."""
+    path = (root or book_root()) / "chapters" / BOOK_RECORD
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def load_book(root: Path | None = None) -> dict[str, dict | None]:
+    """slug -> results dict (None for a chapter not yet run), in chapter order."""
+    out = {}
+    for c in chapters(root):
+        try:
+            out[c.slug] = c.results()
+        except json.JSONDecodeError as e:
+            raise ZooError(f"{c.results_path} is not valid JSON ({e})") from None
+    return out
