@@ -5,7 +5,8 @@
 * on_files: each chapter's ``chapter.md`` becomes ``chapters/NN-slug/index.md`` in the site, with its
   figures and results.json beside it; ``reference/models.md`` is generated from ``zoo/models/*.py``.
 * on_page_markdown: placeholders (``[[bigram.val.bpc|.3f]]``, see ``zoo.book.placeholders``) are filled from
-  results.json; one that does not resolve aborts the build.
+  results.json; one that does not resolve aborts the build. A chapter whose results were written from
+  uncommitted code gets a "Draft" warning under its title.
 * on_page_content: TeX from ``pymdownx.arithmatex`` (generic mode) becomes MathML at build time
   (latex2mathml), which browsers render natively: no script, no font and no CDN.
 """
@@ -79,9 +80,19 @@ def on_page_markdown(markdown, page, config, files):
     src = page.file.src_uri
     here = src.split("/")[1] if src.startswith("chapters/") and src.count("/") >= 2 else None
     try:
-        return placeholders.fill(markdown, layout.load_book(_state["root"]), here, page=src)
+        book = layout.load_book(_state["root"])
+        text = placeholders.fill(markdown, book, here, page=src)
+        return _after_title(text, placeholders.draft_notice(book.get(here))) if here else text
     except ZooError as e:
         raise PluginError(str(e)) from None
+
+
+def _after_title(markdown: str, notice: str) -> str:
+    """Insert ``notice`` right after the page's "# Title" line (or at the top when there is none)."""
+    if not notice:
+        return markdown
+    head, sep, rest = markdown.partition("\n")
+    return f"{head}\n\n{notice}{rest}" if head.startswith("# ") else notice + markdown
 
 
 MATH = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.S)

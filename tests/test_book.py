@@ -272,3 +272,45 @@ def test_parallel_runs_match_serial_ones(tmp_path, corpus):
     assert f"({max(1, book.usable_cores() // 2)} threads)" in b["per_seed"][0]["device"]  # cores // jobs torch threads each
     with pytest.raises(ZooError, match="--jobs must be"):
         cli.cmd_chapter(["run", "00", "--smoke", "--jobs", "-1"])
+
+
+# ------------------------------------------------------------------------------ results need a clean commit
+def git(root, *args):
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          capture_output=True, text=True, check=True)
+
+
+@pytest.fixture
+def committed_book(tmp_path):
+    write_chapter(tmp_path, "00-setup", "from zoo.book import RunSpec\nRUNS = [RunSpec('bigram', seeds=(0,))]\n", "# Zero\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "book")
+    return tmp_path
+
+
+def test_results_are_written_only_from_a_clean_commit(committed_book):
+    chapter = book.find_chapter("00", committed_book)
+    assert book.plan_chapter(chapter, root=committed_book).draft is False  # clean: fine
+    (committed_book / "notes.txt").write_text("an untracked file is an uncommitted change too\n")
+    with pytest.raises(ZooError, match=r"uncommitted changes \(notes.txt\).*--draft"):
+        book.plan_chapter(chapter, root=committed_book)
+    assert book.plan_chapter(chapter, root=committed_book, draft=True).draft is True
+    # smoke runs and --out never write into the chapter, so they need no clean tree
+    assert book.plan_chapter(chapter, root=committed_book, smoke=True).draft is False
+
+
+def test_outside_a_git_checkout_results_need_draft(tmp_path):
+    write_chapter(tmp_path, "00-setup", "from zoo.book import RunSpec\nRUNS = [RunSpec('bigram')]\n", "# Zero\n")
+    with pytest.raises(ZooError, match="not a git checkout"):
+        book.plan_chapter(book.find_chapter("00", tmp_path), root=tmp_path)
+
+
+def test_the_draft_notice_names_the_commit():
+    assert book.draft_notice({"chapter": "02-x", "git_commit": "abc"}) == ""
+    assert book.draft_notice(None) == ""
+    notice = book.draft_notice({"chapter": "02-x", "git_commit": "abc+dirty"})
+    assert notice.startswith('!!! warning "Draft"') and "abc+dirty" in notice and "zoo chapter run 02" in notice
+    assert book.draft_notice({"chapter": "02-x", "git_commit": "abc", "draft": True})

@@ -72,6 +72,13 @@ def test_no_placeholder_or_snippet_marker_survives(site):
         assert "--8&lt;--" not in text and "--8<--" not in text, page
 
 
+def test_a_chapter_written_from_uncommitted_code_says_it_is_a_draft(site):
+    for chapter in book.chapters(ROOT):
+        html = (site / "chapters" / chapter.slug / "index.html").read_text(encoding="utf-8")
+        draft = bool(book.draft_notice(chapter.results()))
+        assert ('class="admonition warning"' in html and ">Draft<" in html) == draft, chapter.slug
+
+
 def test_api_reference_is_generated_from_docstrings(site):
     runs = (site / "reference" / "runs" / "index.html").read_text(encoding="utf-8")
     assert "zoo.runs.train" in runs and "metrics.json" in runs  # the docstring of train, rendered

@@ -229,6 +229,7 @@ def _seeds(text: str | None) -> list[int] | None:
         raise ZooError(f"--seeds takes comma-separated integers, e.g. 0,1,2 (got {text!r})") from None
 
 
+DRAFT_HELP = "write results from a working tree with uncommitted changes; the site marks the chapter as a draft"
 JOBS_HELP = "runs to train at once, each in its own process (default 0: one per usable CPU core)"
 
 
@@ -246,6 +247,7 @@ def cmd_chapter(argv: list[str]) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny budgets, written to a temporary folder (or --out)")
     p.add_argument("--out", type=Optional[str], default=None, help="write results.json and figures here instead of the chapter")
     p.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    p.add_argument("--draft", action="store_true", help=DRAFT_HELP)
     p.add_argument("--data", type=Optional[str], default=None, help="corpus (default: the experiment's, tinyshakespeare)")
     p.add_argument("--seeds", type=Optional[str], default=None, help="override every run's seeds, e.g. 0 or 0,1")
     p.add_argument("--jobs", type=int, default=0, help=JOBS_HELP)
@@ -270,7 +272,7 @@ def cmd_chapter(argv: list[str]) -> int:
             print(path)
         return 0
     dest = book.run_chapter(chapter, smoke=args.smoke, out=Path(args.out) if args.out else None, force=args.force,
-                       corpus=args.data, seeds=_seeds(args.seeds), jobs=_jobs(args.jobs))
+                       corpus=args.data, seeds=_seeds(args.seeds), jobs=_jobs(args.jobs), draft=args.draft)
     print(f"wrote {dest / book.RESULTS}")
     return 0
 
@@ -283,6 +285,7 @@ def cmd_book(argv: list[str]) -> int:
     p.add_argument("--force", action="store_true", help="retrain runs that already finished")
     p.add_argument("--chapters", type=Optional[str], default=None, help="comma-separated subset, e.g. 00,01")
     p.add_argument("--figures-only", action="store_true", help="train nothing: redraw every figure from results.json")
+    p.add_argument("--draft", action="store_true", help=DRAFT_HELP)
     p.add_argument("--data", type=Optional[str], default=None, help="corpus for every chapter (default: each experiment's)")
     p.add_argument("--jobs", type=int, default=0, help=JOBS_HELP)
     args = p.parse_args(argv)
@@ -308,7 +311,7 @@ def cmd_book(argv: list[str]) -> int:
             skipped.append(f"{chapter.slug} (needs {', '.join(missing)})")
             continue
         plans.append(book.plan_chapter(chapter, smoke=args.smoke, out=(out / chapter.slug) if out else None,
-                                  force=args.force, corpus=args.data, root=root))
+                                  force=args.force, corpus=args.data, root=root, draft=args.draft))
     if plans:
         # every chapter's runs in one pool, so that no core idles at a chapter's end
         print(f"book: {len(plans)} chapter(s), {sum(len(p.tasks) for p in plans)} run(s)", flush=True)

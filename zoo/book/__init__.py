@@ -22,8 +22,9 @@ chapter measures itself, e.g. counted baselines) and ``figures(results, figdir)`
 from zoo.book.figures import plot_curves, render_chapter_figures, render_ladder_figure
 from zoo.book.layout import (BOOK_CORPUS, BOOK_RECORD, FIGURES, LADDER_FIGURE, RESULTS, Chapter, RunSpec, book_record, book_root,
                              chapters, find_chapter, load_book)
-from zoo.book.placeholders import PLACEHOLDER, PlaceholderError, fill, format_value, leaderboard_rows, lookup, namespace, table
-from zoo.book.runner import assemble_chapter, execute, missing_rungs, plan_chapter, run_chapter, usable_cores
+from zoo.book.placeholders import PLACEHOLDER, PlaceholderError, draft_notice, fill, format_value, leaderboard_rows, lookup, namespace, table
+from zoo.book.runner import (assemble_chapter, execute, missing_rungs, plan_chapter, require_clean_tree, run_chapter,
+                             usable_cores)
 from zoo.summary import duration, stats, summarise
 
 
@@ -38,6 +39,6 @@ def __getattr__(name):
 
 __all__ = ["RunSpec", "Chapter", "chapters", "find_chapter", "book_root", "book_record", "load_book", "BOOK_CORPUS", "BOOK_RECORD", "BOOK_RECORD",
            "RESULTS", "FIGURES", "LADDER_FIGURE", "plan_chapter", "execute", "assemble_chapter", "run_chapter",
-           "missing_rungs", "usable_cores", "plot_curves", "render_chapter_figures", "render_ladder_figure", "fill",
-           "lookup", "format_value", "namespace", "table", "leaderboard_rows", "PLACEHOLDER", "PlaceholderError",
+           "missing_rungs", "usable_cores", "require_clean_tree", "plot_curves", "render_chapter_figures", "render_ladder_figure", "fill",
+           "lookup", "format_value", "draft_notice", "namespace", "table", "leaderboard_rows", "PLACEHOLDER", "PlaceholderError",
            "stats", "summarise", "duration"]

@@ -185,3 +185,13 @@ def table(kind: str, book: dict[str, dict | None], here: str | None, page: str) 
                          f"{s['wall_s']['mean']:.1f} s | {spread(s['val']['bpc'])} | {spread(s['test']['bpc'])} | {len(run['per_seed'])} |")
         return "\n".join(lines)
     raise PlaceholderError(f"unknown table {kind!r} (tables: leaderboard, timings, runs)")
+
+
+def draft_notice(results: dict | None) -> str:
+    """A warning for the top of a chapter whose results were written from uncommitted code ("" if none)."""
+    if not results or not (results.get("draft") or str(results.get("git_commit", "")).endswith("+dirty")):
+        return ""
+    return ('!!! warning "Draft"\n    The numbers on this page were written from a working tree with uncommitted '
+            f'changes (`{results.get("git_commit")}`), so no commit reproduces them exactly. '
+            f'`zoo chapter run {results["chapter"].split("-")[0]}` from a clean commit replaces them.\n\n')
+

@@ -82,6 +82,7 @@ class Plan:
     smoke: bool
     tasks: list
     commit: str  # the code the runs are made with, read before any results.json is written (which dirties the tree)
+    draft: bool = False  # results written from uncommitted code, on purpose (--draft): the site marks the chapter
 
 
 def missing_rungs(chapter: Chapter) -> list[str]:
@@ -92,9 +93,42 @@ def missing_rungs(chapter: Chapter) -> list[str]:
     return sorted({r.rung for r in chapter.experiment().RUNS} - known)
 
 
+def uncommitted_changes(root: Path) -> list[str] | None:
+    """The paths ``git status`` reports in ``root`` (untracked files included, ignored ones not);
+    None when it is not a git checkout or git cannot tell."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=all"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return [line[3:] for line in out.stdout.splitlines() if line.strip()]
+
+
+def require_clean_tree(root: Path) -> None:
+    """The book's results are written only from a clean commit, so every number names the code that made it."""
+    changes = uncommitted_changes(root)
+    if changes is None:
+        raise ZooError(f"{root} is not a git checkout, so its results could not name the code that made them; "
+                       "run from a clone, or pass --draft")
+    if changes:
+        shown = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
+        raise ZooError(f"uncommitted changes ({shown}): the book's results are written only from a clean commit; "
+                       "commit first, or pass --draft to write results the site marks as a draft")
+
+
 def plan_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = None, force: bool = False,
-                 corpus: str | None = None, seeds: list[int] | None = None, root: Path | None = None) -> Plan:
+                 corpus: str | None = None, seeds: list[int] | None = None, root: Path | None = None,
+                 draft: bool = False) -> Plan:
+    """Resolve a chapter's experiment into tasks. Results written into the chapter itself (not --smoke,
+    not --out) need a clean commit unless ``draft``; a draft is marked as one in results.json."""
     root = root or book_root()
+    into_chapter = out is None and not smoke
+    if into_chapter and not draft:
+        require_clean_tree(root)
     module = chapter.experiment()
     runs: list[RunSpec] = list(module.RUNS)
     corpus = corpus or getattr(module, "CORPUS", BOOK_CORPUS)
@@ -110,7 +144,7 @@ def plan_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = No
              for run in runs for seed in (seeds if seeds is not None else run.seeds)]
     from zoo.runs import git_commit
 
-    return Plan(chapter, module, runs, corpus, dest, smoke, tasks, git_commit())
+    return Plan(chapter, module, runs, corpus, dest, smoke, tasks, git_commit(), draft=draft and into_chapter)
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -252,6 +286,7 @@ def assemble_chapter(plan: Plan, trained: dict[tuple[str, str, int], dict], root
         "splits": first["splits"] if first else None,
         "device": first["device"] if first else device_name("cpu"),
         "git_commit": plan.commit,
+        "draft": plan.draft or plan.commit.endswith("+dirty"),  # the site marks a draft chapter as such
         "versions": versions(),
         "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         # time to regenerate the chapter one run at a time: every run's train + evaluation + sampling, plus compute()
@@ -271,7 +306,7 @@ def assemble_chapter(plan: Plan, trained: dict[tuple[str, str, int], dict], root
 
 def run_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = None, force: bool = False,
                 corpus: str | None = None, seeds: list[int] | None = None, root: Path | None = None,
-                jobs: int = 1, log=print) -> Path:
+                jobs: int = 1, draft: bool = False, log=print) -> Path:
     """Train a chapter's runs and write results.json and figures; returns the folder written.
 
     By default the chapter's own folder (runs go to runs/book/SLUG/, ignored by git). ``smoke`` shrinks
@@ -279,7 +314,7 @@ def run_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = Non
     committed results are never touched by a smoke run. ``jobs`` runs that many trainings at once.
     """
     root = root or book_root()
-    plan = plan_chapter(chapter, smoke=smoke, out=out, force=force, corpus=corpus, seeds=seeds, root=root)
+    plan = plan_chapter(chapter, smoke=smoke, out=out, force=force, corpus=corpus, seeds=seeds, root=root, draft=draft)
     log(f"chapter {chapter.slug}{' (smoke)' if smoke else ''}: {len(plan.tasks)} run(s) on {plan.corpus}")
     start = time.perf_counter()
     trained = execute(plan.tasks, jobs, log)
