@@ -54,6 +54,16 @@ def compute(corpus: str) -> dict:
         "train_unigram_entropy_bits": -(p[p > 0] * p[p > 0].log2()).sum().item(),
         "alpha": ALPHA,
     }
+    # the rows of the counted table that chapter 00's text cites (raw counts of the train split, no smoothing)
+    stoi = tokenizer.stoi
+    after = {c: bigram[stoi[c]] / bigram[stoi[c]].sum() for c in (",", "q", "\n")}  # (V,) each: P(next | c)
+    capitals = [i for i, c in enumerate(tokenizer.vocab) if c.isupper()]
+    out["cited"] = {
+        "space_or_newline_after_comma": (after[","][stoi[" "]] + after[","][stoi["\n"]]).item(),
+        "u_after_q": after["q"][stoi["u"]].item(),
+        "capital_after_newline": after["\n"][capitals].sum().item(),
+        "newline_after_newline": after["\n"][stoi["\n"]].item(),
+    }
     return out
 
 
@@ -103,4 +113,20 @@ def figures(results: dict, figdir) -> None:
     fig.colorbar(im, ax=ax, label="probability")
     fig.tight_layout()
     fig.savefig(figdir / "bigram-table.png")
+    plt.close(fig)
+
+    # 3. three rows of the counted table in full: what follows a comma, a q and a line break
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    for ax, c in zip(axes, (",", "q", "\n")):
+        row = bigram[tokenizer.stoi[c]] / bigram[tokenizer.stoi[c]].sum()  # (V,) raw counts, normalised
+        top = row.argsort(descending=True)[:8]  # (8,)
+        ax.bar(range(len(top)), row[top].numpy(), color="C0")
+        ax.set_xticks(range(len(top)), [repr(tokenizer.vocab[i])[1:-1].replace(" ", "␣") for i in top.tolist()])
+        ax.set_ylim(0, 1)
+        ax.set_title(f"after {repr(c)[1:-1].replace(' ', '␣')!r} ({int(bigram[tokenizer.stoi[c]].sum()):,} times)", fontsize=10)
+        ax.set_xlabel("next character")
+    axes[0].set_ylabel("counted P(next | current)")
+    fig.suptitle("Three rows of the counted bigram table (train split), the 8 likeliest next characters", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(figdir / "bigram-rows.png")
     plt.close(fig)

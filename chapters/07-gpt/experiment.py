@@ -2,6 +2,7 @@
 
 Runs: gpt at its book preset (the vaswani rung's size, window and budget), three seeds. One more run,
 one seed: the nanogpt-cpu preset, nanoGPT's laptop configuration, as a check against a published result.
+Computed without training: what the zero-initialised model predicts and scores before its first step.
 """
 
 from zoo.book import RunSpec
@@ -11,3 +12,41 @@ RUNS = [
     RunSpec("gpt", preset="book", seeds=(0, 1, 2)),
     RunSpec("gpt", preset="nanogpt-cpu", name="nanogpt-cpu", label="nanoGPT's CPU size", seeds=(0,), leaderboard=False),
 ]
+
+INIT_SEEDS = (0, 1, 2)
+
+
+def compute(corpus: str) -> dict:
+    """What the zero-initialised, tied gpt predicts before its first step (the book preset, seeds 0-2).
+
+    With every residual branch's output matrix at zero, x_L = x_0 = E[x_t] and the logits are
+    RMSNorm(E[x_t]) Eᵀ: a function of the current character alone, a V×V table. Its diagonal is
+    ||E_i||·√C (times the norm's gain), so it tends to peak at the current character itself: an echo.
+    """
+    import math
+
+    import torch
+
+    import zoo
+    from zoo.evaluate import score
+    from zoo.runs import prepare
+
+    per_seed = []
+    for seed in INIT_SEEDS:
+        config = zoo.make_config("gpt", "book", seed, {"data": {"corpus": corpus}})
+        data, model = prepare(config)  # the model exactly as the run builds it, before any step
+        model.eval()
+        V = data.vocab_size
+        with torch.no_grad():
+            table = model(torch.arange(V)[None])[0]  # (V, V): row i = logits after character i, at any position
+            val = data.splits["val"]
+            follows = torch.bincount(val[:-1], minlength=V).double()  # (V,) how often each character is a context
+            echo = (table.argmax(-1) == torch.arange(V)).double()  # (V,) 1 where the top prediction is the character itself
+            result = score(model, val, config.data.block_size)
+        per_seed.append({"val_bpc": result["bpc"], "echo_share": (echo @ follows / follows.sum()).item(),
+                         "echo_rows": int(echo.sum())})
+    def mean(key):
+        return sum(s[key] for s in per_seed) / len(per_seed)
+
+    return {"init": {"val_bpc": mean("val_bpc"), "echo_share": mean("echo_share"), "echo_rows": min(s["echo_rows"] for s in per_seed),
+                     "vocab_size": V, "uniform_bpc": math.log2(V), "seeds": len(per_seed), "per_seed": per_seed}}

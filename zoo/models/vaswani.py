@@ -25,7 +25,7 @@ class VaswaniConfig:
 
 @register("vaswani", chapter="06-vaswani")
 class Vaswani(nn.Module):
-    """Transformer (Vaswani et al. 2017), decoder-only — adds positions and multi-head attention in residual blocks with LayerNorm.
+    """Transformer (Vaswani et al. 2017), decoder-only — adds positions to the set transformer's attention blocks, with the paper's recipe.
 
     The set transformer below it attends by content but cannot tell order; here each token enters as
         x_0[t] = √d_model · E[idx_t] + PE[t]            (§3.4 scaled embedding, §3.5 sinusoidal PE[t])
