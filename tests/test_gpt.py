@@ -170,3 +170,62 @@ def test_presets():
 def test_impossible_hyperparameters_raise_valueerror(bad):
     with pytest.raises(ValueError):
         tiny(**bad)
+
+
+# ------------------------------------------------------------------ ablation switches (chapter 7's recipe apart)
+ABLATIONS = [dict(norm="layernorm"), dict(prenorm=False), dict(positions="sinusoidal"), dict(mlp="relu"),
+             dict(bias=True), dict(zero_init=False)]
+
+
+@pytest.mark.parametrize("switch", ABLATIONS, ids=lambda d: "-".join(f"{k}={v}" for k, v in d.items()))
+def test_every_ablation_is_an_exactly_causal_model(switch):
+    model = tiny(**switch)
+    idx = torch.randint(0, 13, (2, 16), generator=torch.Generator().manual_seed(1))
+    logits = model(idx)
+    changed = idx.clone()
+    changed[:, 9:] = (changed[:, 9:] + 1) % 13
+    assert logits.shape == (2, 16, 13)
+    assert torch.equal(model(changed)[:, :9], logits[:, :9])
+
+
+def test_post_norm_block_normalises_the_stream_after_each_add():
+    model = tiny(prenorm=False, zero_init=False)
+    block, x = model.blocks[0], torch.randn(2, 16, 32)
+    cos, sin = model.rope_cos[:16], model.rope_sin[:16]
+    h = block.norm_1(x + block.attn(x, cos, sin))
+    assert torch.allclose(block(x, cos, sin), block.norm_2(h + block.mlp(h)), atol=1e-6)
+    assert isinstance(model.norm_f, nn.Identity)  # the stream leaves the last block normalised already
+
+
+def test_sinusoidal_ablation_adds_vaswanis_positions_at_the_input():
+    from zoo.nn import sinusoidal_positions
+
+    model = tiny(positions="sinusoidal")  # zero-init: every block is the identity, so logits = norm_f(x_0) Eᵀ
+    assert not hasattr(model, "rope_cos")
+    idx = torch.randint(0, 13, (1, 16), generator=torch.Generator().manual_seed(2))
+    x0 = model.wte(idx) * math.sqrt(32) + sinusoidal_positions(16, 32)
+    assert torch.allclose(model(idx), model.norm_f(x0) @ model.wte.weight.T, atol=1e-5)
+
+
+def test_relu_mlp_and_layernorm_ablations_are_vaswanis_layers():
+    model = tiny(mlp="relu", norm="layernorm", bias=True)
+    mlp, x = model.blocks[0].mlp, torch.randn(3, 32)
+    assert mlp.up.weight.shape == (4 * 32, 32)
+    assert torch.allclose(mlp(x), F.relu(x @ mlp.up.weight.T + mlp.up.bias) @ mlp.down.weight.T + mlp.down.bias)
+    norm = model.blocks[0].norm_1
+    assert isinstance(norm, nn.LayerNorm) and norm.bias is not None
+
+
+def test_bias_and_zero_init_switches():
+    biased = tiny(bias=True)
+    linears = [m for m in biased.modules() if isinstance(m, nn.Linear) and m is not biased.lm_head]
+    assert linears and all(m.bias is not None and torch.all(m.bias == 0) for m in linears)  # zeros, like nanoGPT
+    assert all(m.bias is None for m in tiny().modules() if isinstance(m, nn.Linear))
+    assert torch.all(tiny().blocks[0].attn.proj.weight == 0)
+    assert tiny(zero_init=False).blocks[0].attn.proj.weight.abs().sum() > 0
+
+
+@pytest.mark.parametrize("bad", [dict(norm="batchnorm"), dict(positions="learned"), dict(mlp="gelu")])
+def test_unknown_ablation_values_are_refused(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        tiny(**bad)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo.nn import RMSNorm, apply_rope, check_transformer_sizes, rope_cache
+from zoo.nn import RMSNorm, apply_rope, check_transformer_sizes, rope_cache, sinusoidal_positions
 from zoo.registry import register
 
 
@@ -24,7 +24,17 @@ class GPTConfig:
     qk_norm: bool = False  # RMSNorm queries and keys per head before RoPE (bounds attention logits)
     rope_base: float = 10000.0  # θ in RoPE's frequencies θ^(−2i/head_dim)
     compile: bool = False  # torch.compile each block in place (same weights and state_dict; first steps pay compile time)
+    # Ablation switches: chapter 7 takes the recipe apart one change at a time. The defaults are the recipe;
+    # the other value of each is what the Vaswani rung does instead.
+    norm: str = "rmsnorm"  # "rmsnorm" or "layernorm" (with a bias when bias is on)
+    prenorm: bool = True  # normalise each branch's input (True) or the stream after each residual add (False: post-norm)
+    positions: str = "rope"  # "rope" (rotate q and k) or "sinusoidal" (added to √C · E[idx] at the input)
+    mlp: str = "swiglu"  # "swiglu" (hidden mlp_hidden) or "relu" (max(0, x W_1 + b_1) W_2, hidden mlp_hidden or 4 · n_embd)
+    bias: bool = False  # biases in every linear layer and LayerNorm
+    zero_init: bool = True  # zero the projections that write into the residual stream: every block starts as the identity
 # --8<-- [end:config]
+
+NORMS, POSITIONS, MLPS = ("rmsnorm", "layernorm"), ("rope", "sinusoidal"), ("swiglu", "relu")
 
 
 @register("gpt", chapter="07-gpt")
@@ -39,7 +49,7 @@ class GPT(nn.Module):
     with Attn = softmax(q kᵀ / √d + causal mask) v, and RoPE rotating each (q, k) dimension pair by pos · θ_i,
     so a score depends only on the content of q and k and on their offset.
 
-    Each choice and where it comes from:
+    Each choice and where it comes from (the switches in GPTConfig turn each back to Vaswani's, for ablations):
       * pre-norm residual blocks — GPT-2 (Radford et al. 2019); Xiong et al. 2020: no warmup-sensitive post-LN.
       * RMSNorm instead of LayerNorm — Zhang & Sennrich 2019; used by Llama (Touvron et al. 2023).
       * rotary position embeddings — Su et al. 2021 (RoFormer); GPT-NeoX / Llama "rotate-half" layout.
@@ -63,6 +73,9 @@ class GPT(nn.Module):
             raise ValueError(f"mlp_hidden must be >= 0 (0 means 8/3 * n_embd), got {config.mlp_hidden}")
         if config.rope_base <= 1.0:
             raise ValueError(f"rope_base must be > 1, got {config.rope_base}")
+        for name, value, allowed in (("norm", config.norm, NORMS), ("positions", config.positions, POSITIONS), ("mlp", config.mlp, MLPS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         self.config = config
         self.context_length = config.block_size  # logits at t see at most block_size tokens
         C = config.n_embd
@@ -70,15 +83,19 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, C)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.norm_f = RMSNorm(C)
+        self.norm_f = make_norm(config) if config.prenorm else nn.Identity()  # post-norm blocks end normalised
         self.lm_head = nn.Linear(C, config.vocab_size, bias=False)
-        cos, sin = rope_cache(config.block_size, C // config.n_head, config.rope_base)  # (block_size, head_dim) each
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        if config.positions == "rope":
+            cos, sin = rope_cache(config.block_size, C // config.n_head, config.rope_base)  # (block_size, head_dim) each
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        else:
+            self.register_buffer("pe", sinusoidal_positions(config.block_size, C), persistent=False)  # (block_size, C)
         self.apply(_init_weights)
-        for block in self.blocks:  # zero-init the projections that write into the residual stream
-            nn.init.zeros_(block.attn.proj.weight)
-            nn.init.zeros_(block.mlp.down.weight)
+        if config.zero_init:
+            for block in self.blocks:  # zero-init the projections that write into the residual stream
+                nn.init.zeros_(block.attn.proj.weight)
+                nn.init.zeros_(block.mlp.down.weight)
         if config.tie_embeddings:
             self.lm_head.weight = self.wte.weight  # one V×C matrix reads tokens in and scores them out
         if config.compile:
@@ -91,8 +108,12 @@ class GPT(nn.Module):
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
-        cos, sin = self.rope_cos[:T], self.rope_sin[:T]  # (T, head_dim) each
-        x = self.drop(self.wte(idx))  # (B, T, C)
+        if self.config.positions == "rope":
+            cos, sin = self.rope_cos[:T], self.rope_sin[:T]  # (T, head_dim) each
+            x = self.drop(self.wte(idx))  # (B, T, C)
+        else:  # Vaswani's input: the scaled embedding plus the fixed sinusoid of each position
+            cos = sin = None
+            x = self.drop(self.wte(idx) * self.config.n_embd**0.5 + self.pe[:T])  # (B, T, C)
         for block in self.blocks:
             x = block(x, cos, sin)  # (B, T, C)
         return self.lm_head(self.norm_f(x))  # (B, T, vocab_size)
@@ -143,17 +164,24 @@ class GPT(nn.Module):
 
 # --8<-- [start:block]
 class Block(nn.Module):
-    """Pre-norm block: normalise the input of each branch, never the residual stream itself."""
+    """Pre-norm block: normalise the input of each branch, never the residual stream itself.
+
+    (With ``prenorm=False``, the post-norm block of Vaswani et al.: x = Norm(x + Branch(x)).)
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.norm_1 = RMSNorm(config.n_embd)
+        self.prenorm = config.prenorm
+        self.norm_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.norm_2 = RMSNorm(config.n_embd)
-        self.mlp = SwiGLU(config)
+        self.norm_2 = make_norm(config)
+        self.mlp = SwiGLU(config) if config.mlp == "swiglu" else ReluMLP(config)
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None) -> torch.Tensor:
+        if not self.prenorm:
+            x = self.norm_1(x + self.drop(self.attn(x, cos, sin)))  # (B, T, C)
+            return self.norm_2(x + self.drop(self.mlp(x)))  # (B, T, C)
         x = x + self.drop(self.attn(self.norm_1(x), cos, sin))  # (B, T, C)
         x = x + self.drop(self.mlp(self.norm_2(x)))  # (B, T, C)
         return x
@@ -168,19 +196,20 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         C = config.n_embd
         self.n_head, self.head_dim = config.n_head, C // config.n_head
-        self.qkv = nn.Linear(C, 3 * C, bias=False)  # W_q, W_k, W_v side by side: one matmul
-        self.proj = nn.Linear(C, C, bias=False)  # W_o
+        self.qkv = nn.Linear(C, 3 * C, bias=config.bias)  # W_q, W_k, W_v side by side: one matmul
+        self.proj = nn.Linear(C, C, bias=config.bias)  # W_o
         self.q_norm = RMSNorm(self.head_dim) if config.qk_norm else None
         self.k_norm = RMSNorm(self.head_dim) if config.qk_norm else None
         self.dropout = config.dropout
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).unbind(2)  # (B, T, h, head_dim) each
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, h, T, head_dim) each
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)  # (B, h, T, head_dim): unit RMS per head
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, h, T, head_dim): rotated by position
+        if cos is not None:
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, h, T, head_dim): rotated by position
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)  # (B, h, T, head_dim)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
 # --8<-- [end:attention]
@@ -205,8 +234,8 @@ class SwiGLU(nn.Module):
         super().__init__()
         C = config.n_embd
         H = config.mlp_hidden or swiglu_hidden(C)
-        self.gate_up = nn.Linear(C, 2 * H, bias=False)  # W_g and W_u side by side
-        self.down = nn.Linear(H, C, bias=False)  # W_2
+        self.gate_up = nn.Linear(C, 2 * H, bias=config.bias)  # W_g and W_u side by side
+        self.down = nn.Linear(H, C, bias=config.bias)  # W_2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up(x).chunk(2, dim=-1)  # (B, T, H) each
@@ -214,9 +243,32 @@ class SwiGLU(nn.Module):
 # --8<-- [end:mlp]
 
 
+class ReluMLP(nn.Module):
+    """max(0, x W_1 + b_1) W_2 + b_2, hidden 4 · n_embd: Vaswani et al.'s feed-forward (the ``mlp="relu"`` ablation)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        C = config.n_embd
+        H = config.mlp_hidden or 4 * C
+        self.up = nn.Linear(C, H, bias=config.bias)  # W_1
+        self.down = nn.Linear(H, C, bias=config.bias)  # W_2, named like SwiGLU's so zero_init finds it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.relu(self.up(x)))  # (B, T, C)
+
+
+def make_norm(config: GPTConfig) -> nn.Module:
+    """The block's normalisation: RMSNorm (the recipe) or LayerNorm (the ``norm="layernorm"`` ablation)."""
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.n_embd)
+    return nn.LayerNorm(config.n_embd, bias=config.bias)
+
+
 # --8<-- [start:init_weights]
 def _init_weights(module: nn.Module) -> None:
-    """nanoGPT's N(0, 0.02) for matrices and embeddings; RMSNorm gains stay at 1."""
+    """nanoGPT's N(0, 0.02) for matrices and embeddings, zero biases (when there are any); norm gains stay at 1."""
     if isinstance(module, (nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
 # --8<-- [end:init_weights]
