@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -26,7 +27,7 @@ from zoo.config import RunConfig, deep_merge
 from zoo.data import CharTokenizer, TextDataModule
 from zoo.errors import ZooError
 from zoo.evaluate import score
-from zoo.generate import sample
+from zoo.generate import default_prompt, sample
 from zoo.harness import LanguageModel
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -254,8 +255,7 @@ def finish(config: RunConfig, data: TextDataModule, model, out: Path, steps: int
     model = model.cpu() if config.trainer.accelerator == "cpu" else model
     block = config.data.block_size
     val, test = (score(model, data.splits[s], block) for s in ("val", "test"))
-    prompt = "\n" if "\n" in data.tokenizer.stoi else data.tokenizer.vocab[0]
-    text = sample(model, data.tokenizer, prompt, SAMPLE_TOKENS, seed=config.seed, block_size=block)
+    text = sample(model, data.tokenizer, default_prompt(data.tokenizer), SAMPLE_TOKENS, seed=config.seed, block_size=block)
     _write_atomic(out / "samples.txt", text)
     metrics = {
         "rung": config.rung,
@@ -282,7 +282,9 @@ def finish(config: RunConfig, data: TextDataModule, model, out: Path, steps: int
 # ---------------------------------------------------------------------------------------------- load
 def read_checkpoint(path: Path) -> dict:
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign pickle before refusing it: zoo's line says it all
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ZooError(f"checkpoint not found: {path}") from None
     except Exception as e:
