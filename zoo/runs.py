@@ -28,6 +28,7 @@ from zoo.data import CharTokenizer, TextDataModule
 from zoo.errors import ZooError
 from zoo.evaluate import score
 from zoo.generate import default_prompt, sample
+from zoo.memory import check_memory
 from zoo.harness import LanguageModel
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -154,6 +155,7 @@ def prepare(config: RunConfig, tokenizer: CharTokenizer | None = None):
         torch.set_num_threads(config.trainer.threads)
     d = config.data
     data = TextDataModule(d.corpus, d.block_size, d.batch_size, seed=config.seed, streams=info.stateful, tokenizer=tokenizer)
+    check_memory(config, data.vocab_size, len(data.splits["train"]))  # before the model exists, and before any file
     L.seed_everything(config.seed, verbose=False)
     model = registry.build(config.rung, vocab_size=data.vocab_size, block_size=d.block_size, **config.model)
     return data, model
