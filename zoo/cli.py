@@ -189,7 +189,7 @@ def cmd_sample(argv: list[str]) -> int:
 
     p = _parser("zoo sample", "Sample text from a trained run.")
     p.add_argument("run_dir", type=str)
-    p.add_argument("--prompt", type=Optional[str], default=None, help="default: a newline, or the vocabulary's first character if it has none")
+    p.add_argument("--prompt", type=str, default=None, help="default: a newline, or the vocabulary's first character if it has none")
     p.add_argument("--tokens", type=int, default=300)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", "--top_k", dest="top_k", type=Optional[int], default=None)
