@@ -28,8 +28,8 @@ from zoo.data import CharTokenizer, TextDataModule
 from zoo.errors import ZooError
 from zoo.evaluate import score
 from zoo.generate import default_prompt, sample
-from zoo.memory import check_memory
 from zoo.harness import LanguageModel
+from zoo.memory import check_memory
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 SAMPLE_TOKENS = 500
