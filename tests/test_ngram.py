@@ -44,7 +44,9 @@ def reference_model(x: list[int], V: int, N: int, smoothing: str, k: float = 0.1
             return (0.75, 0.75, 0.75)
         Y = n1 / (n1 + 2 * n2)
         D1, D2, D3 = 1 - 2 * Y * n2 / n1, 2 - 3 * Y * n3 / n2, 3 - 4 * Y * n4 / n3
-        return (min(max(D1, 0), 1), min(max(D2, 0), 2), min(max(D3, 0), 3))
+        if 0 < D1 <= 1 and 0 < D2 <= 2 and 0 < D3 <= 3:
+            return (D1, D2, D3)
+        return (0.5, 1.0, 1.5)  # out of range: KenLM's fallback for the whole order
 
     D = {j: discounts(j) for j in range(1, N + 1)}
 
@@ -103,12 +105,35 @@ def test_matches_reference(order, smoothing):
         np.testing.assert_allclose(model_distribution(model, context), expected, rtol=0, atol=1e-9)
 
 
+# A small random text on which the closed-form estimate of Chen & Goodman leaves D2 and D3+ of the
+# trigrams at or below zero; clipped to 0 they made some probabilities exactly 0 (issue 10, item 8).
+RANDOM_TEXT = ("babbaacabccbacbaabcbbccaccaacbbabccccbbcabbbcbabcbaaaaaabcbcabbcabccbbabacbaacbcabcbcaacbabaacccaab"
+               "baccccabcbccbbbbacb")
+
+
+def random_text():
+    vocab = "abc\x00\x01"  # two characters the text never contains
+    return torch.tensor(["abc".index(ch) for ch in RANDOM_TEXT]), len(vocab)
+
+
+def raw_discounts(model, j):
+    """Chen & Goodman's closed-form D1, D2, D3+ of order j, before any fallback."""
+    counts = model.counts[model._rows(j)].numpy()
+    n1, n2, n3, n4 = (float((counts == r).sum()) for r in (1, 2, 3, 4))
+    Y = n1 / (n1 + 2 * n2)
+    return np.array([1 - 2 * Y * n2 / n1, 2 - 3 * Y * n3 / n2, 3 - 4 * Y * n4 / n3])
+
+
 @pytest.mark.parametrize("smoothing", ["kneser-ney", "add-k"])
-def test_every_distribution_sums_to_one_and_nothing_is_zero(smoothing):
-    x, V = small_text()
-    model = build("ngram", vocab_size=V, order=5, smoothing=smoothing).fit(x)
+@pytest.mark.parametrize("text, order", [(small_text, 5), (random_text, 3)])
+def test_every_distribution_sums_to_one_and_nothing_is_zero(smoothing, text, order):
+    x, V = text()
+    model = build("ngram", vocab_size=V, order=order, smoothing=smoothing).fit(x)
+    if text is random_text and smoothing == "kneser-ney":  # the case this text is here for
+        assert (raw_discounts(model, order) <= 0).any()
     idx = torch.randint(0, V, (4, 50), generator=torch.Generator().manual_seed(1))  # random, mostly unseen
-    idx = torch.cat([idx, x[:200].view(4, 50)])  # and seen text
+    seen = x[:200]
+    idx = torch.cat([idx, seen[: len(seen) // 50 * 50].view(-1, 50)])  # and seen text
     p = model.log_probs(idx).exp()  # (8, 50, V)
     np.testing.assert_allclose(p.sum(-1).numpy(), 1.0, rtol=0, atol=1e-12)
     assert (p > 0).all(), "a probability is zero"
@@ -135,6 +160,8 @@ def test_discount_formula():
     np.testing.assert_allclose(NGram.estimate_discounts(np.array([10, 4, 2, 1])),
                                [1 - 2 * Y * 4 / 10, 2 - 3 * Y * 2 / 4, 3 - 4 * Y * 1 / 2])
     np.testing.assert_allclose(NGram.estimate_discounts(np.array([10, 4, 0, 1])), [0.75] * 3)
+    # D2 = 2 - 3Y n3/n2 <= 0 (many grams seen 3 times): the whole order takes KenLM's fallback
+    np.testing.assert_allclose(NGram.estimate_discounts(np.array([2, 1, 10, 1])), [0.5, 1.0, 1.5])
 
 
 def test_kneser_ney_lower_orders_use_continuation_counts():

@@ -177,12 +177,12 @@ def cmd_eval(argv: list[str]) -> int:
 
 # -------------------------------------------------------------------------------------------- sample
 def cmd_sample(argv: list[str]) -> int:
-    from zoo.generate import sample
+    from zoo.generate import default_prompt, generate
     from zoo.runs import load_run
 
     p = _parser("zoo sample", "Sample text from a trained run.")
     p.add_argument("run_dir", type=str)
-    p.add_argument("--prompt", type=str, default="\n")
+    p.add_argument("--prompt", type=str, default=None, help="default: a newline, or the vocabulary's first character if it has none")
     p.add_argument("--tokens", type=int, default=300)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", "--top_k", dest="top_k", type=Optional[int], default=None)
@@ -190,9 +190,23 @@ def cmd_sample(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     run = load_run(args.run_dir)
-    text = sample(run.model, run.tokenizer, args.prompt, args.tokens, args.temperature, args.top_k, args.top_p,
-                  args.seed, block_size=run.config.data.block_size)
-    print(args.prompt + text)
+    prompt = default_prompt(run.tokenizer) if args.prompt is None else args.prompt
+    characters = generate(run.model, run.tokenizer, prompt, args.tokens, args.temperature, args.top_k, args.top_p,
+                          args.seed, block_size=run.config.data.block_size)  # checks every argument first
+    # Stream: each character is printed as it is drawn, so a long sample shows progress and Ctrl-C keeps
+    # what was already generated.
+    sys.stdout.write(prompt)
+    written = 0
+    try:
+        for ch in characters:
+            sys.stdout.write(ch)
+            sys.stdout.flush()
+            written += 1
+    except KeyboardInterrupt:
+        print(flush=True)  # end the partial line before the message
+        print(f"zoo sample: interrupted after {written} of {args.tokens} characters", file=sys.stderr)
+        return 130
+    print()
     return 0
 
 

@@ -101,7 +101,9 @@ def file_corpus(path: str) -> Corpus:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ZooError(f"corpus file is not UTF-8 text: {path} (byte {e.start}: {data[e.start:e.start + 1]!r})") from None
-    return Corpus.from_text(str(path), text)
+    # A byte-order mark that some editors write at the start of a file is not text: kept, it would be
+    # a character of the vocabulary and the first token of the train split.
+    return Corpus.from_text(str(path), text.removeprefix("\ufeff"))
 
 
 NAMED_CORPORA: dict[str, Callable[[], Corpus]] = {

@@ -14,6 +14,7 @@ import platform
 import shutil
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -27,8 +28,9 @@ from zoo.config import DEFAULT_PRESET, RunConfig, deep_merge
 from zoo.data import CharTokenizer, TextDataModule
 from zoo.errors import ZooError
 from zoo.evaluate import score
-from zoo.generate import sample
+from zoo.generate import default_prompt, sample
 from zoo.harness import LanguageModel
+from zoo.memory import check_memory
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 SAMPLE_TOKENS = 500
@@ -154,6 +156,7 @@ def prepare(config: RunConfig, tokenizer: CharTokenizer | None = None):
         torch.set_num_threads(config.trainer.threads)
     d = config.data
     data = TextDataModule(d.corpus, d.block_size, d.batch_size, seed=config.seed, streams=info.stateful, tokenizer=tokenizer)
+    check_memory(config, data.vocab_size, len(data.splits["train"]))  # before the model exists, and before any file
     L.seed_everything(config.seed, verbose=False)
     model = registry.build(config.rung, vocab_size=data.vocab_size, block_size=d.block_size, **config.model)
     return data, model
@@ -289,8 +292,7 @@ def finish(config: RunConfig, data: TextDataModule, model, out: Path, steps: int
     model = model.cpu() if config.trainer.accelerator == "cpu" else model
     block = config.data.block_size
     val, test = (score(model, data.splits[s], block) for s in ("val", "test"))
-    prompt = "\n" if "\n" in data.tokenizer.stoi else data.tokenizer.vocab[0]
-    text = sample(model, data.tokenizer, prompt, SAMPLE_TOKENS, seed=config.seed, block_size=block)
+    text = sample(model, data.tokenizer, default_prompt(data.tokenizer), SAMPLE_TOKENS, seed=config.seed, block_size=block)
     _write_atomic(out / "samples.txt", text)
     metrics = {
         "rung": config.rung,
@@ -317,7 +319,9 @@ def finish(config: RunConfig, data: TextDataModule, model, out: Path, steps: int
 # ---------------------------------------------------------------------------------------------- load
 def read_checkpoint(path: Path) -> dict:
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign pickle before refusing it: zoo's line says it all
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ZooError(f"checkpoint not found: {path}") from None
     except Exception as e:

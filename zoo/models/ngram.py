@@ -42,7 +42,8 @@ class NGram(nn.Module):
     N_r(h •) is the number of w with c_j(h w) = r (N3+: r >= 3). The discounts of order j come from its
     count-of-counts n_r (how many j-grams have c_j = r):
         Y = n1 / (n1 + 2 n2),  D_j1 = 1 − 2Y n2/n1,  D_j2 = 2 − 3Y n3/n2,  D_j3+ = 3 − 4Y n4/n3,
-    clipped to [0, r]; if any of n1..n4 is zero (tiny texts) that order uses D = 0.75 for all three.
+    if any of n1..n4 is zero (tiny texts) that order uses D = 0.75 for all three, and if an estimate
+    leaves (0, r] that order falls back to D = 0.5, 1, 1.5 (KenLM's rule; see ``estimate_discounts``).
     Every P_j sums to 1 over the vocabulary, and P_0 > 0 with γ_1 > 0 makes every probability positive.
 
     Counting is vectorised: the j-grams of the text get dense ids through a trie of sort keys,
@@ -148,16 +149,42 @@ class NGram(nn.Module):
         self.discounts = torch.from_numpy(discounts).to(device)  # (N+1, 3)
         return self
 
+    @classmethod
+    def estimate_memory(cls, config: NGramConfig, train_tokens: int) -> tuple[int, str]:
+        """Peak bytes of ``fit`` on ``train_tokens`` characters, and what sets them (read by ``zoo.memory``).
+
+        Counting holds about 128 bytes per distinct j-gram (sort keys, ids, counts, the saved tables), and
+        a text of n characters has at most min(V^j, n - j + 1) distinct j-grams: past the first few orders
+        every position starts a new one, so the tables grow as order × text length (order 100 on pydoc's
+        420k training characters: 30 M grams, 3.8 GB at the peak, an 839 MB checkpoint).
+        """
+        n, V, top = train_tokens, config.vocab_size, min(config.order, train_tokens)
+        grams, j = 0, 1
+        while j <= top and V > 1 and V**j < n - j + 1:  # short orders: at most V^j distinct j-grams
+            grams, j = grams + V**j, j + 1
+        grams += (top - j + 1) * (2 * n - j - top + 2) // 2 if V > 1 else top  # the rest: n - j + 1 each
+        return 128 * grams, f"--model.order {config.order} over {n:,} training characters"
+
     # --8<-- [start:discounts]
     @staticmethod
     def estimate_discounts(n: np.ndarray) -> np.ndarray:
-        """D1, D2, D3+ from the count-of-counts n1..n4 of one order (Chen & Goodman 1998)."""
+        """D1, D2, D3+ from the count-of-counts n1..n4 of one order (Chen & Goodman 1998).
+
+        The closed form can leave the valid range: D2 or D3+ come out <= 0 where grams seen 3 or 4
+        times outnumber those seen once or twice (small or repetitive texts). A discount of 0 frees no
+        mass, so a context whose continuations all have that count gets γ(h) = 0 and every character
+        not seen after it probability exactly 0. Then the whole order falls back to D = 0.5, 1, 1.5, as
+        KenLM's lmplz does with ``--discount_fallback`` (it also replaces the whole order, but accepts
+        D = 0; here every discount must be > 0, so every γ(h) > 0 and every probability is positive).
+        """
         n1, n2, n3, n4 = (float(v) for v in n)
         if min(n1, n2, n3, n4) == 0:  # too little data for the estimate: the classic fixed discount
             return np.full(3, 0.75)
         Y = n1 / (n1 + 2 * n2)
         D = np.array([1 - 2 * Y * n2 / n1, 2 - 3 * Y * n3 / n2, 3 - 4 * Y * n4 / n3])
-        return np.clip(D, 0.0, [1.0, 2.0, 3.0])
+        if ((D > 0) & (D <= [1.0, 2.0, 3.0])).all():
+            return D
+        return np.array([0.5, 1.0, 1.5])  # KenLM's fallback discounts
     # --8<-- [end:discounts]
 
     # ------------------------------------------------------------------------------------ lookups
