@@ -59,6 +59,20 @@ def test_train_eval_sample(trained, capsys):
     assert again == out  # same seed, same text
 
 
+def test_eval_with_nanogpts_estimator_says_so(trained, capsys):
+    run_dir, _ = trained
+    code, out, err = run(capsys, "eval", run_dir, "--estimator", "nanogpt", "--batches", "3", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["estimator"] == "nanogpt" and result["split"] == "val+test" and result["batches"] == 3
+    code, out, _ = run(capsys, "eval", run_dir, "--estimator", "nanogpt", "--batches", "3")
+    assert code == 0 and "not the book's protocol" in out
+    assert_one_line_error(*run(capsys, "eval", run_dir, "--estimator", "nanogpt", "--split", "test")[::2], "drop --split")
+    assert_one_line_error(*run(capsys, "eval", run_dir, "--estimator", "nanogpt", "--batches", "0")[::2], "--batches")
+    assert_one_line_error(*run(capsys, "eval", run_dir, "--estimator", "karpathy")[::2], "estimator")
+    assert_one_line_error(*run(capsys, "eval", run_dir, "--split", "train")[::2], "--split")
+
+
 def test_config_round_trip(tmp_path, trained, capsys):
     run_dir, _ = trained
     code, out, _ = run(capsys, "train", "bigram", "--config", run_dir / "config.yaml", "--print_config")

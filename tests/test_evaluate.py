@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.evaluate import score, windows
+from zoo.registry import build
 
 
 @pytest.mark.parametrize("n", [2, 3, 17, 64, 65, 100, 257])
@@ -84,3 +85,31 @@ def test_scoring_is_deterministic_and_restores_mode():
     model = Trigram().train()
     assert score(model, tokens, 16) == score(model, tokens, 16)
     assert model.training
+
+
+# ------------------------------------------------------------------------------ nanoGPT's estimator
+def test_nanogpt_estimator_is_the_mean_loss_of_random_windows():
+    from zoo.evaluate import nanogpt_estimate
+
+    torch.manual_seed(0)
+    model = build("bigram", vocab_size=7)
+    torch.nn.init.normal_(model.table.weight)
+    tokens = torch.randint(0, 7, (300,), generator=torch.Generator().manual_seed(1))
+    got = nanogpt_estimate(model, tokens, block_size=16, batch_size=4, batches=5, seed=3)
+    # by hand, as nanoGPT's get_batch + estimate_loss do it
+    g, losses = torch.Generator().manual_seed(3), []
+    for _ in range(5):
+        ix = torch.randint(len(tokens) - 16, (4,), generator=g)
+        x = torch.stack([tokens[i:i + 16] for i in ix])
+        y = torch.stack([tokens[i + 1:i + 17] for i in ix])
+        losses.append(torch.nn.functional.cross_entropy(model(x).double().flatten(0, 1), y.flatten()).item())
+    assert got["nats"] == pytest.approx(sum(losses) / 5, abs=1e-12)
+    assert got["tokens"] == 5 * 4 * 16 and got["estimator"] == "nanogpt"
+
+
+def test_nanogpt_estimator_of_a_uniform_model_is_log_v():
+    from zoo.evaluate import nanogpt_estimate
+
+    model = build("bigram", vocab_size=11)  # zero table: uniform
+    tokens = torch.randint(0, 11, (100,), generator=torch.Generator().manual_seed(0))
+    assert nanogpt_estimate(model, tokens, 8, 3, batches=2)["nats"] == pytest.approx(math.log(11), abs=1e-12)

@@ -152,26 +152,54 @@ def _prescan(argv: list[str]) -> dict:
 
 # ---------------------------------------------------------------------------------------------- eval
 def cmd_eval(argv: list[str]) -> int:
+    import torch
+
     from zoo.data import load_corpus, split
-    from zoo.evaluate import score
+    from zoo.evaluate import nanogpt_estimate, score
     from zoo.runs import load_run
 
     p = _parser("zoo eval", "Re-score a run with the evaluation protocol.")
     p.add_argument("run_dir", type=str)
-    p.add_argument("--split", type=str, default="val", choices=["val", "test"])
+    p.add_argument("--split", type=Optional[str], default=None, help="val (default) or test")
     p.add_argument("--json", action="store_true", help="print {split, tokens, nats, bpc} as JSON")
     p.add_argument("--data", type=Optional[str], default=None, help="score another corpus (default: the run's)")
+    p.add_argument("--estimator", type=str, default="protocol", choices=["protocol", "nanogpt"],
+                   help="protocol (every target once; the book's numbers) or nanogpt (nanoGPT's estimate_loss: "
+                        "random windows of the run's block size on the last 10 %% of the text, every position)")
+    p.add_argument("--batches", type=int, default=200, help="with --estimator nanogpt: batches to average (nanoGPT's eval_iters)")
+    p.add_argument("--seed", type=int, default=0, help="with --estimator nanogpt: where the random windows start")
     args = p.parse_args(argv)
+    if args.split not in (None, "val", "test"):
+        raise ZooError(f"--split must be val or test, got {args.split!r}")
+    if args.estimator == "nanogpt" and args.split:
+        raise ZooError("--estimator nanogpt scores the last 10 % of the text (val and test together, as nanoGPT's val split); drop --split")
+    if args.batches < 1:
+        raise ZooError(f"--batches must be >= 1, got {args.batches}")
     run = load_run(args.run_dir)
     corpus = load_corpus(args.data or run.config.data.corpus)
-    tokens = split(run.tokenizer.encode(corpus.text))[args.split]  # unknown characters: a clear error
+    splits = split(run.tokenizer.encode(corpus.text))  # unknown characters: a clear error
+    block = run.config.data.block_size
+    if args.estimator == "nanogpt":
+        tokens = torch.cat([splits["val"], splits["test"]])  # the last 10 %: nanoGPT's val split
+        if len(tokens) <= block:
+            raise ZooError(f"the last 10 % of {corpus.name!r} is shorter than a window ({block} characters)")
+        result = {"split": "val+test", **nanogpt_estimate(run.model, tokens, block, run.config.data.batch_size, args.batches, args.seed)}
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"{run.config.rung} nanoGPT's estimator (not the book's protocol): {result['bpc']:.4f} bpc "
+                  f"({result['nats']:.4f} nats/char), the mean loss of {args.batches} batches of {result['batch_size']} random "
+                  f"windows of {block} on the last 10 % of the text (seed {args.seed})")
+        return 0
+    name = args.split or "val"
+    tokens = splits[name]
     if len(tokens) < 2:
-        raise ZooError(f"the {args.split} split of {corpus.name!r} has fewer than two characters")
-    result = {"split": args.split, **score(run.model, tokens, run.config.data.block_size)}
+        raise ZooError(f"the {name} split of {corpus.name!r} has fewer than two characters")
+    result = {"split": name, **score(run.model, tokens, block)}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{run.config.rung} {args.split}: {result['bpc']:.4f} bpc ({result['nats']:.4f} nats/char over {result['tokens']} characters)")
+        print(f"{run.config.rung} {name}: {result['bpc']:.4f} bpc ({result['nats']:.4f} nats/char over {result['tokens']} characters)")
     return 0
 
 

@@ -84,3 +84,40 @@ def _score_windows(model, tokens, block_size, batch_size) -> dict:
             nll = F.cross_entropy(logits.double().flatten(0, 1), y.flatten(), reduction="none")  # (B*T,)
             nats += nll[keep.flatten()].sum().cpu()
     return _result(nats.item(), len(tokens) - 1)
+
+
+@torch.no_grad()
+def nanogpt_estimate(model: torch.nn.Module, tokens: torch.Tensor, block_size: int, batch_size: int,
+                     batches: int = 200, seed: int = 0) -> dict:
+    """nanoGPT's ``estimate_loss`` — NOT this book's protocol — so a run can be compared with its numbers.
+
+    nanoGPT draws ``batches`` batches of ``batch_size`` windows of ``block_size`` tokens at random starts
+    (uniform over 0 .. n - block_size - 1, with replacement) and reports the mean over batches of the
+    mean cross-entropy over *every* position of every window. Positions near a window's start see little
+    context and windows overlap at random, so it is an estimate with its own noise and bias: on the same
+    model it usually reads higher than the protocol, whose every scored target sees at least half a window.
+    Stateful rungs start every window from a fresh state, as nanoGPT's models have none.
+    """
+    if batches < 1 or batch_size < 1:
+        raise ValueError("batches and batch_size must be >= 1")
+    if len(tokens) < block_size + 1:
+        raise ValueError(f"need more than block_size = {block_size} tokens, got {len(tokens)}")
+    was_training = model.training
+    model.eval()
+    device = next(iter(model.parameters()), next(iter(model.buffers()), torch.empty(0))).device
+    tokens = tokens.to(device)
+    generator = torch.Generator().manual_seed(seed)
+    offsets = torch.arange(block_size, device=device)  # (T,)
+    losses = torch.zeros(batches, dtype=torch.float64)  # (batches,)
+    try:
+        for k in range(batches):
+            starts = torch.randint(len(tokens) - block_size, (batch_size,), generator=generator).to(device)  # (B,)
+            x = tokens[starts[:, None] + offsets]  # (B, T)
+            y = tokens[starts[:, None] + offsets + 1]  # (B, T)
+            logits = model(x, None)[0] if getattr(model, "stateful", False) else model(x)  # (B, T, V)
+            losses[k] = F.cross_entropy(logits.double().flatten(0, 1), y.flatten()).cpu()
+    finally:
+        model.train(was_training)
+    nats = losses.mean().item()
+    return {"estimator": "nanogpt", "batches": batches, "batch_size": batch_size, "block_size": block_size, "seed": seed,
+            "tokens": batches * batch_size * block_size, "nats": nats, "bpc": nats / math.log(2)}
