@@ -50,3 +50,25 @@ def compute(corpus: str) -> dict:
 
     return {"init": {"val_bpc": mean("val_bpc"), "echo_share": mean("echo_share"), "echo_rows": min(s["echo_rows"] for s in per_seed),
                      "vocab_size": V, "uniform_bpc": math.log2(V), "seeds": len(per_seed), "per_seed": per_seed}}
+
+
+def analyse(run_dirs: dict, corpus: str) -> dict:
+    """The trained runs scored by nanoGPT's estimator too (``zoo eval RUN --estimator nanogpt``), so the
+    chapter can put both protocols side by side: 200 batches of each run's own batch size and window."""
+    import torch
+
+    import zoo
+    from zoo.data import load_corpus, split
+    from zoo.evaluate import nanogpt_estimate
+
+    text, out = load_corpus(corpus).text, {}
+    for key in ("nanogpt-cpu", "gpt"):
+        per_seed = []
+        for run_dir in run_dirs[key]:
+            run = zoo.load_run(run_dir)
+            splits = split(run.tokenizer.encode(text))
+            last_tenth = torch.cat([splits["val"], splits["test"]])  # nanoGPT's validation split
+            d = run.config.data
+            per_seed.append(nanogpt_estimate(run.model, last_tenth, d.block_size, d.batch_size, batches=200, seed=0)["nats"])
+        out[key.replace("-", "_")] = {"nats": sum(per_seed) / len(per_seed), "seeds": len(per_seed)}
+    return {"nanogpt_estimator": out}

@@ -15,7 +15,9 @@ A chapter's ``experiment.py`` needs only this package::
     RUNS = [RunSpec("bigram", preset="book", seeds=(0, 1, 2))]
 
 and optionally ``CORPUS`` (default ``"tinyshakespeare"``), ``compute(corpus) -> dict`` (numbers the
-chapter measures itself, e.g. counted baselines) and ``figures(results, figdir)`` (extra plots).
+chapter measures without training, e.g. counted baselines), ``analyse(run_dirs, corpus) -> dict``
+(numbers measured on the trained runs: ``run_dirs`` maps each RunSpec's key to its run directories,
+one per seed, which :func:`zoo.load_run` opens) and ``figures(results, figdir)`` (extra plots).
 ``zoo chapter run NN`` and ``zoo book`` (in :mod:`zoo.cli`) drive the runner.
 """
 

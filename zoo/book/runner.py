@@ -265,15 +265,20 @@ def assemble_chapter(plan: Plan, trained: dict[tuple[str, str, int], dict], root
             "summary": summarise(per_seed), "sample": per_seed[0]["sample"], "per_seed": per_seed,
         }
     values, compute_s = {}, 0.0
-    if hasattr(module, "compute"):
+    run_dirs = {run.key: [t.run_dir for t in plan.tasks if t.run.key == run.key] for run in plan.runs}
+    # compute(corpus): numbers measured without training; analyse(run_dirs, corpus): measured on the trained runs
+    for hook, args in (("compute", (plan.corpus,)), ("analyse", (run_dirs, plan.corpus))):
+        if not hasattr(module, hook):
+            continue
         t0 = time.perf_counter()
-        values = module.compute(plan.corpus)
-        compute_s = time.perf_counter() - t0
-        if not isinstance(values, dict):
-            raise ZooError(f"{chapter.slug}/experiment.py: compute() must return a dict")
-        clash = set(values) & (set(results_runs) | set(RESERVED))
+        found = getattr(module, hook)(*args)
+        compute_s += time.perf_counter() - t0
+        if not isinstance(found, dict):
+            raise ZooError(f"{chapter.slug}/experiment.py: {hook}() must return a dict")
+        clash = set(found) & (set(results_runs) | set(RESERVED) | set(values))
         if clash:
-            raise ZooError(f"{chapter.slug}/experiment.py: compute() keys clash with run names: {sorted(clash)}")
+            raise ZooError(f"{chapter.slug}/experiment.py: {hook}() keys clash with run names or other values: {sorted(clash)}")
+        values.update(found)
     first = next((r["per_seed"][0] for r in results_runs.values()), None)
     from zoo.runs import device_name, versions
 
