@@ -102,6 +102,11 @@ def test_disk_full_while_writing_metrics(trained, tiny_corpus, capsys, monkeypat
     monkeypatch.setattr(runs, "_write_atomic", fills_the_disk)
     one_line(*cli(capsys, "train", "bigram", "--resume", trained, "--trainer.max_steps", "30")[::2],
              "No space left on device", "metrics.json", f"--resume {trained}")
+    assert not (trained / "metrics.json.tmp").exists()
+    monkeypatch.undo()  # space again: the resumed run goes straight to scoring, with the steps it recorded
+    code, _, err = cli(capsys, "train", "bigram", "--resume", trained)
+    assert code == 0, err
+    assert json.loads((trained / "metrics.json").read_text())["steps"] == 30
 
 
 @pytest.mark.parametrize("kind", ["file", "file/sub", "dangling symlink", "read-only"])

@@ -12,3 +12,6 @@ class Interrupted(BaseException):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.signum, self.exit_code = signum, 128 + signum
+
+    def __reduce__(self):  # crosses process boundaries intact (the book's parallel runs)
+        return (Interrupted, (str(self), self.signum))

@@ -67,8 +67,10 @@ class AtomicCheckpoint(Callback):
             trainer.save_checkpoint(tmp, weights_only=False)
             if trainer.is_global_zero:
                 os.replace(tmp, self.path)
-        except OSError as e:  # a full disk, typically: drop the partial file, keep the previous checkpoint
+        except BaseException as e:  # a full disk, a second Ctrl-C: drop the partial file, keep the previous checkpoint
             tmp.unlink(missing_ok=True)
+            if not isinstance(e, OSError):
+                raise
             kept = (f"; the previous checkpoint is kept: free some space, then continue with --resume {self.path.parent.parent}"
                     if self.path.is_file() else "")
             raise ZooError(f"cannot write checkpoint {tmp} at step {trainer.global_step}: {e.strerror or e}{kept}") from None
