@@ -131,8 +131,8 @@ def cmd_train(argv: list[str]) -> int:
     run_dir = Path(resume or out or _default_out(f"{rung}-{preset}"))
     finished = check_resume(config, run_dir) if resume else None
     if finished is not None:  # nothing to do, and nothing is rewritten; exit 0, so that a repeated job is harmless
-        print(f"{rung}: the run in {run_dir} is already finished ({finished['steps']} steps, val {finished['val']['bpc']:.4f} bpc); "
-              "raise --trainer.max_steps to train it further")
+        further = "; raise --trainer.max_steps to train it further" if registry.get(rung).trainable else ""
+        print(f"{rung}: the run in {run_dir} is already finished ({finished['steps']} steps, val {finished['val']['bpc']:.4f} bpc){further}")
         return 0
     metrics = train(config, run_dir, resume=bool(resume))
     if metrics:

@@ -399,9 +399,12 @@ def _resume_state(config: RunConfig, out: Path) -> tuple[dict | None, dict | Non
         raise ZooError(f"{out} is already at step {step}; --trainer.max_steps must be at least that (got {config.trainer.max_steps})")
     if saved is not None and (out / "metrics.json").is_file() and (not trainable or step >= config.trainer.max_steps):
         try:
-            return saved, json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+            metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
         except ValueError:  # a damaged metrics.json: finishing again rewrites it
-            pass
+            metrics = None
+        # metrics.json may still be that of the run before it was extended (its scoring failed or was interrupted)
+        if isinstance(metrics, dict) and metrics.get("steps") == step:
+            return saved, metrics
     return saved, None
 
 
