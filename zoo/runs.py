@@ -418,33 +418,35 @@ def train(config: RunConfig, out: str | os.PathLike, resume: bool = False, callb
     out = Path(out)
     check_config(config)
     spawned = _is_spawned_rank()  # ddp's extra processes: rank 0 owns the directory and its lock
-    lock, created, interrupts = None, False, Interrupts()
+    lock, created, started, interrupts = None, False, False, Interrupts()
     try:
-        if resume:
-            if not spawned:
-                if not out.is_dir():
-                    raise ZooError(f"cannot resume: no run directory {out}")
-                lock = RunLock(out).acquire()
-            saved, finished = _resume_state(config, out)
-            if finished is not None:
-                return finished
-            tokenizer = CharTokenizer(saved["zoo"]["vocab"]) if saved else None
-        else:
-            saved = tokenizer = None
-            if not spawned:
-                _check_out(out)
-        data, model = prepare(config, tokenizer)
-        info = registry.get(config.rung)
-        clock = TrainClock()
-        trainer = _make_trainer(config, out, [clock, interrupts, *callbacks], quiet) if info.trainable else None
-        if not spawned:
-            if not resume:
-                _make_run_dir(out)
-                created = True
-                lock = RunLock(out).acquire()
-            (out / CHECKPOINT).parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
         with interrupts:
+            if resume:
+                if not spawned:
+                    if not out.is_dir():
+                        raise ZooError(f"cannot resume: no run directory {out}")
+                    lock = RunLock(out).acquire()
+                saved, finished = _resume_state(config, out)
+                if finished is not None:
+                    return finished
+                tokenizer = CharTokenizer(saved["zoo"]["vocab"]) if saved else None
+            else:
+                saved = tokenizer = None
+                if not spawned:
+                    _check_out(out)
+            data, model = prepare(config, tokenizer)
+            info = registry.get(config.rung)
+            clock = TrainClock()
+            trainer = _make_trainer(config, out, [clock, interrupts, *callbacks], quiet) if info.trainable else None
+            # every setting has been checked: from here on the run directory changes
+            started = True
+            if not spawned:
+                if not resume:
+                    _make_run_dir(out)
+                    created = True
+                    lock = RunLock(out).acquire()
+                (out / CHECKPOINT).parent.mkdir(parents=True, exist_ok=True)
+                _write_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
             if info.trainable:
                 rows_per_step = _fit(config, data, model, out, saved is not None, trainer)
                 if interrupts.signum is not None:
@@ -466,7 +468,7 @@ def train(config: RunConfig, out: str | os.PathLike, resume: bool = False, callb
         if removed:  # nothing was saved: leave no directory that neither --out nor --resume would take
             shutil.rmtree(out, ignore_errors=True)
         if isinstance(e, (Interrupted, OSError)):
-            raise _explain(e, config, out, removed) from None
+            raise _explain(e, config, out, removed if started else None) from None
         if removed and isinstance(e, ZooError):
             raise ZooError(f"{e}; nothing had been saved, so {out} was removed") from None
         raise
@@ -475,9 +477,12 @@ def train(config: RunConfig, out: str | os.PathLike, resume: bool = False, callb
             lock.release()
 
 
-def _explain(e: BaseException, config: RunConfig, out: Path, removed: bool) -> BaseException:
-    """An interruption or an OSError of a run, in one line that says what is left and how to go on."""
-    if removed:
+def _explain(e: BaseException, config: RunConfig, out: Path, removed: bool | None) -> BaseException:
+    """An interruption or an OSError of a run, in one line that says what is left and how to go on
+    (``removed`` None: it came before the run directory was touched, so nothing is left to say)."""
+    if removed is None:
+        left = "nothing was written"
+    elif removed:
         left = f"nothing had been saved, so {out} was removed"
     elif (out / CHECKPOINT).is_file():
         step = read_checkpoint(out / CHECKPOINT).get("global_step", 0)
