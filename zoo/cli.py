@@ -9,7 +9,8 @@
     zoo chapter run NN [--smoke] [--force]     train a chapter's experiment, write its results.json and figures
     zoo book [--smoke] [--figures-only]        every chapter, then the home page's table and plot
 
-Bad input is one line on stderr and exit code 2.
+Bad input is one line on stderr and exit code 2; a run stopped by Ctrl-C or SIGTERM saves its last step,
+says so in one line and exits with 130 or 143.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from zoo import book, registry
 from zoo.config import DEFAULT_CORPUS, DEFAULT_PRESET, DataConfig, OptimConfig, TrainerConfig, deep_merge
-from zoo.errors import ZooError
+from zoo.errors import Interrupted, ZooError
 from zoo.quiet import quiet_libraries
 from zoo.summary import duration
 
@@ -92,7 +93,7 @@ def train_parser(rung: str, preset: str, base: dict | None = None) -> ArgumentPa
 
 
 def cmd_train(argv: list[str]) -> int:
-    from zoo.runs import read_config, train
+    from zoo.runs import check_resume, read_config, train
 
     argv = _data_shortcut(argv)
     known = _prescan(argv)
@@ -121,6 +122,11 @@ def cmd_train(argv: list[str]) -> int:
     if resume and out and Path(out) != Path(resume):
         raise ZooError("--out and --resume name different directories; --resume continues the run in place")
     run_dir = Path(resume or out or _default_out(f"{rung}-{preset}"))
+    finished = check_resume(config, run_dir) if resume else None
+    if finished is not None:  # nothing to do, and nothing is rewritten; exit 0, so that a repeated job is harmless
+        further = "; raise --trainer.max_steps to train it further" if registry.get(rung).trainable else ""
+        print(f"{rung}: the run in {run_dir} is already finished ({finished['steps']} steps, val {finished['val']['bpc']:.4f} bpc){further}")
+        return 0
     metrics = train(config, run_dir, resume=bool(resume))
     if metrics:
         v = metrics["val"]
@@ -401,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     try:
         return HANDLERS[command](rest)
+    except Interrupted as e:
+        print(f"zoo {command}: {e}", file=sys.stderr)
+        return e.exit_code
     except SystemExit as e:  # --help and --print_config finish by exiting; report their code
         return e.code if isinstance(e.code, int) else 0
     except ZooError as e:

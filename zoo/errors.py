@@ -3,3 +3,15 @@
 
 class ZooError(Exception):
     """Bad input or an unrecoverable run condition, explained in one line for a human."""
+
+
+class Interrupted(BaseException):
+    """A run stopped by SIGINT (Ctrl-C) or SIGTERM: one line for a human, and the exit status a shell gives that
+    signal (130, 143). A BaseException like KeyboardInterrupt, so that code catching errors does not swallow it."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum, self.exit_code = signum, 128 + signum
+
+    def __reduce__(self):  # crosses process boundaries intact (the book's parallel runs)
+        return (Interrupted, (str(self), self.signum))

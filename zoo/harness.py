@@ -47,6 +47,9 @@ def detach_state(state):
 # --8<-- [end:detach_state]
 
 
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+
+
 def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank, 0x5EED]).generate_state(1)[0])
 
@@ -130,14 +133,17 @@ class LanguageModel(L.LightningModule):
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": o.weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
-        kinds = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+        kinds = OPTIMIZERS
         if o.optimizer not in kinds:
             raise ZooError(f"unknown optimizer {o.optimizer!r} (valid: {', '.join(kinds)})")
         # foreach: one kernel per operation over all tensors instead of a Python loop over tensors (torch
         # picks it by itself on CUDA only; on CPU the loop cost ~7% of a gpt step, with identical results).
         # fused: the whole update as one kernel (~1.08x a gpt step on CPU); off by default, as its rounding differs.
-        optimizer = kinds[o.optimizer](groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps,
-                                       foreach=None if o.fused else True, fused=True if o.fused else None)
+        try:
+            optimizer = kinds[o.optimizer](groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+                                           foreach=None if o.fused else True, fused=True if o.fused else None)
+        except ValueError as e:  # torch's own checks of lr, betas, eps, weight_decay: one line, not a traceback
+            raise ZooError(f"--optim settings refused by torch: {e}") from None
         lr_factor(o.schedule, 1, o.warmup_steps, self.max_steps, o.min_lr_ratio)  # reject an unknown schedule now
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda i: lr_factor(o.schedule, i + 1, o.warmup_steps, self.max_steps, o.min_lr_ratio))

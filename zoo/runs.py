@@ -3,16 +3,25 @@
 A run directory holds ``config.yaml`` (the full RunConfig), ``checkpoints/last.ckpt``, ``metrics.csv``
 (the training curve), ``metrics.json`` (the protocol's val and test scores plus provenance) and
 ``samples.txt``. An existing directory is never overwritten: continuing it takes ``resume=True``.
+
+A training process holds ``train.lock`` in its run directory (an flock, with the owner's pid) from the
+moment it creates or resumes the directory until it exits; a second ``train`` of the same directory is
+refused. Every setting is checked before the directory is created, and a run that fails before its first
+checkpoint removes the directory it created.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import math
 import os
 import platform
 import shutil
+import signal
 import subprocess
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -22,17 +31,27 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from zoo import registry
 from zoo.config import DEFAULT_PRESET, RunConfig, deep_merge
 from zoo.data import CharTokenizer, TextDataModule
-from zoo.errors import ZooError
+from zoo.errors import Interrupted, ZooError
 from zoo.evaluate import score
 from zoo.generate import default_prompt, sample
-from zoo.harness import LanguageModel
+from zoo.harness import OPTIMIZERS, LanguageModel, lr_factor
 from zoo.memory import check_memory
 
+try:
+    import fcntl
+except ImportError:  # Windows has no flock: run directories are not locked there
+    fcntl = None
+
+# Lightning announces a SIGTERM on this logger (at INFO, which its import enables); Interrupts says it in zoo's one line.
+logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel(logging.WARNING)
+
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
+LOCK = "train.lock"
 SAMPLE_TOKENS = 500
 
 
@@ -46,9 +65,17 @@ class AtomicCheckpoint(Callback):
 
     def save(self, trainer):
         tmp = self.path.with_suffix(".tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
+        try:
+            trainer.save_checkpoint(tmp, weights_only=False)
+            if trainer.is_global_zero:
+                os.replace(tmp, self.path)
+        except BaseException as e:  # a full disk, a second Ctrl-C: drop the partial file, keep the previous checkpoint
+            tmp.unlink(missing_ok=True)
+            if not isinstance(e, OSError):
+                raise
+            kept = (f"; the previous checkpoint is kept: free some space, then continue with --resume {self.path.parent.parent}"
+                    if self.path.is_file() else "")
+            raise ZooError(f"cannot write checkpoint {tmp} at step {trainer.global_step}: {e.strerror or e}{kept}") from None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.every > 0 and trainer.global_step % self.every == 0:
@@ -103,6 +130,49 @@ class TrainClock(Callback):
         self.train_s = state["train_s"]
 
 
+class Interrupts(Callback):
+    """Ctrl-C (SIGINT) or SIGTERM while training: finish the current step, save it, stop; outside the training
+    loop, or on a second signal, stop at once. Either way ``train`` ends with Interrupted (exit 130 / 143).
+
+    Lightning's own handling would end a run without saving (Ctrl-C: exit 1, nothing said; SIGTERM: exit 0).
+    Lightning still adds its SIGTERM handler in front of this one; it makes fit raise SIGTERMException after
+    the step, by which time the step is saved."""
+
+    def __init__(self):
+        self.signum, self.fitting, self._previous = None, False, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # Python sets signal handlers there only
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None or not self.fitting:
+            raise Interrupted("interrupted", signum)
+        self.signum = signum
+
+    def on_train_start(self, trainer, pl_module):
+        self.fitting = True
+
+    def on_train_end(self, trainer, pl_module):
+        self.fitting = False
+
+    def on_exception(self, trainer, pl_module, exception):
+        self.fitting = False
+
+    def on_train_batch_end(self, trainer, *args):
+        # every rank stops at the same step if any was signalled (a no-op on one device)
+        if trainer.strategy.reduce_boolean_decision(self.signum is not None, all=False):
+            next(c for c in trainer.callbacks if isinstance(c, AtomicCheckpoint)).save(trainer)
+            trainer.should_stop = True
+
+
 # ---------------------------------------------------------------------------------------- provenance
 def git_commit() -> str:
     try:
@@ -136,8 +206,12 @@ def versions() -> dict:
 # ------------------------------------------------------------------------------------------- helpers
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _is_spawned_rank() -> bool:
@@ -187,53 +261,237 @@ def _meta(config: RunConfig, data: TextDataModule) -> dict:
 
 
 def check_config(config: RunConfig) -> None:
-    t = config.trainer
+    """Every setting that can be checked without data or devices, so that a bad one fails before anything is
+    created. (Comparisons are written ``not (x >= 0)`` so that NaN fails them too.)"""
+    t, o = config.trainer, config.optim
     if t.max_steps < 1:
         raise ZooError(f"--trainer.max_steps must be >= 1 (got {t.max_steps})")
-    if config.optim.lr <= 0:
-        raise ZooError(f"--optim.lr must be > 0 (got {config.optim.lr})")
+    if not 0 < o.lr < math.inf:
+        raise ZooError(f"--optim.lr must be > 0 (got {o.lr})")
     if t.val_every < 1 or t.val_batches < 0 or t.checkpoint_every < 0:
         raise ZooError("--trainer.val_every must be >= 1, val_batches and checkpoint_every >= 0")
+    if o.optimizer not in OPTIMIZERS:
+        raise ZooError(f"unknown optimizer {o.optimizer!r} (valid: {', '.join(OPTIMIZERS)})")
+    lr_factor(o.schedule, 1, o.warmup_steps, t.max_steps, o.min_lr_ratio)  # names the valid schedules
+    if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
+        raise ZooError(f"--optim.betas must be two numbers in [0, 1) (got {o.betas})")
+    if not 0 < o.eps < math.inf:
+        raise ZooError(f"--optim.eps must be > 0 (got {o.eps})")
+    if not 0 <= o.weight_decay < math.inf:
+        raise ZooError(f"--optim.weight_decay must be >= 0 (got {o.weight_decay})")
+    if not 0 <= o.label_smoothing < 1:
+        raise ZooError(f"--optim.label_smoothing must be in [0, 1) (got {o.label_smoothing})")
+    if not 0 <= o.grad_clip < math.inf:
+        raise ZooError(f"--optim.grad_clip must be >= 0, 0 = no clipping (got {o.grad_clip})")
+    if o.warmup_steps < 0:
+        raise ZooError(f"--optim.warmup_steps must be >= 0 (got {o.warmup_steps})")
+    if not 0 <= o.min_lr_ratio <= 1:
+        raise ZooError(f"--optim.min_lr_ratio must be in [0, 1] (got {o.min_lr_ratio})")
+    if t.threads < 0:
+        raise ZooError(f"--trainer.threads must be >= 0, 0 = torch's default (got {t.threads})")
+
+
+# ------------------------------------------------------------------------------------ run directories
+class RunLock:
+    """The lock a training process holds on its run directory: an flock on ``train.lock``, which names the
+    owner's pid. The kernel drops an flock when its process dies, however it dies (kill -9 included), so the
+    lock file a dead run leaves behind is stale by construction and the next process simply takes it over."""
+
+    def __init__(self, run_dir: Path):
+        self.path, self.fd = Path(run_dir) / LOCK, None
+
+    def acquire(self) -> "RunLock":
+        if fcntl is None:
+            return self
+        for _ in range(10):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise ZooError(f"cannot lock run directory {self.path.parent}: {e.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise ZooError(f"run directory {self.path.parent} is being trained by process {owner} (see {self.path}); "
+                               "wait for it to finish or stop it first") from None
+            try:  # the owner may have released and deleted the file between our open and our flock: open it again
+                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self.fd = fd
+                return self
+            os.close(fd)
+        raise ZooError(f"could not lock run directory {self.path.parent}: its lock file keeps changing")
+
+    def release(self) -> None:
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)  # before unlocking: whoever opens the old file next sees it is gone
+            os.close(self.fd)
+            self.fd = None
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ``out`` that cannot become a new run directory, before anything is computed or written."""
+    if out.is_symlink() and not out.exists():
+        raise ZooError(f"--out {out} is a symbolic link to {os.readlink(out)}, which does not exist; choose another --out")
+    if out.exists():
+        if not out.is_dir():
+            raise ZooError(f"--out {out} is an existing file, not a run directory; choose another --out")
+        if (out / "config.yaml").is_file() and not (out / CHECKPOINT).is_file():
+            raise ZooError(f"run directory {out} already exists but holds no checkpoint (it stopped before its first save); "
+                           f"start it again with --resume {out}, or delete it")
+        raise ZooError(f"run directory {out} already exists; continue it with --resume {out} or choose another --out")
+    ancestor = next((p for p in out.absolute().parents if p.exists()), None)
+    if ancestor is not None and not ancestor.is_dir():
+        raise ZooError(f"cannot create run directory {out}: {ancestor} is a file, not a directory")
+
+
+def _make_run_dir(out: Path) -> None:
+    """Create the run directory. os.mkdir is atomic: of two processes creating the same run, one fails here."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(out)
+    except FileExistsError:
+        raise ZooError(f"run directory {out} already exists (another process just created it); choose another --out") from None
+    except OSError as e:  # a read-only file system, no permission, ...
+        raise ZooError(f"cannot create run directory {out}: {e.strerror}") from None
+
+
+# What --resume may change: how long to train, how often to look and save, where and how fast to run. The rest
+# (rung, preset, seed, model, data, optimiser, precision, devices and strategy, which set the global batch) would
+# make the checkpoint continue a different run than its config.yaml describes, so it is refused. A larger
+# max_steps re-stretches the cosine schedule from the step reached (the lr is continuous only at max_steps).
+RESUME_MAY_CHANGE = ("trainer.max_steps", "trainer.val_every", "trainer.val_batches", "trainer.checkpoint_every",
+                     "trainer.progress_bar", "trainer.threads", "trainer.accelerator")
+
+
+def _settings(config: dict) -> dict:
+    """A run config as {dotted name: value}, with the rung's model options filled in from their defaults (a
+    config.yaml written by the CLI lists them all, one from the python API only those a preset sets)."""
+    fields = dataclasses.fields(registry.get(config["rung"]).cls.Config)
+    model = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    model.update({f.name: f.default_factory() for f in fields if f.default_factory is not dataclasses.MISSING})
+    model.update(config.get("model") or {})
+    for name in ("vocab_size", "block_size"):  # set by the data, never by the config
+        model.pop(name, None)
+    flat = {k: v for k, v in config.items() if not isinstance(v, dict)}
+    for section in ("model", "data", "optim", "trainer"):
+        flat.update({f"{section}.{k}": v for k, v in (model if section == "model" else config.get(section) or {}).items()})
+    return flat
+
+
+def check_resume(config: RunConfig, out: str | os.PathLike) -> dict | None:
+    """Refuse to continue run directory ``out`` with ``config`` unless they differ only in RESUME_MAY_CHANGE.
+    Returns the run's metrics if it is already finished with this config (nothing to do), else None. Reads only."""
+    return _resume_state(config, Path(out))[1]
+
+
+def _resume_state(config: RunConfig, out: Path) -> tuple[dict | None, dict | None]:
+    """check_resume's work: (the run's checkpoint or None if it has none yet, its metrics if it is finished)."""
+    if not out.is_dir():
+        raise ZooError(f"cannot resume: no run directory {out}")
+    saved = read_checkpoint(out / CHECKPOINT) if (out / CHECKPOINT).is_file() else None
+    if saved is not None:  # the checkpoint's own config is the truth about the weights it holds
+        step, run = saved.get("global_step", 0), saved["zoo"].get("config") or read_config(out).to_dict()
+    elif (out / "config.yaml").is_file():  # stopped before its first checkpoint: resumable from step 0
+        step, run = 0, read_config(out).to_dict()
+    else:
+        raise ZooError(f"cannot resume: {out} is not a run directory (no config.yaml)")
+    if run.get("rung") != config.rung:
+        raise ZooError(f"{out} holds a {run.get('rung')!r} run, not {config.rung!r}")
+    before, after = _settings(run), _settings(config.to_dict())
+    refused = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k) and k not in RESUME_MAY_CHANGE)
+    if refused:
+        shown = ", ".join(f"{k} {before.get(k)!r} -> {after.get(k)!r}" for k in refused[:3]) + (", ..." if len(refused) > 3 else "")
+        allowed = "--trainer." + ", ".join(k.removeprefix("trainer.") for k in RESUME_MAY_CHANGE)
+        raise ZooError(f"cannot resume {out} with other settings ({shown}): a resumed run keeps its own; only {allowed} "
+                       "may change. Train a new run with --out instead")
+    trainable = registry.get(config.rung).trainable
+    if trainable and config.trainer.max_steps < step:
+        raise ZooError(f"{out} is already at step {step}; --trainer.max_steps must be at least that (got {config.trainer.max_steps})")
+    if saved is not None and (out / "metrics.json").is_file() and (not trainable or step >= config.trainer.max_steps):
+        try:
+            metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        except ValueError:  # a damaged metrics.json: finishing again rewrites it
+            metrics = None
+        # metrics.json may still be that of the run before it was extended (its scoring failed or was interrupted)
+        if isinstance(metrics, dict) and metrics.get("steps") == step:
+            return saved, metrics
+    return saved, None
 
 
 # --------------------------------------------------------------------------------------------- train
 def train(config: RunConfig, out: str | os.PathLike, resume: bool = False, callbacks=(), quiet: bool = False) -> dict:
-    """Train ``config`` into run directory ``out``; returns the metrics dict also written to metrics.json."""
+    """Train ``config`` into run directory ``out``; returns the metrics dict also written to metrics.json.
+
+    With ``resume``, continue the run in ``out`` (from step 0 if it stopped before its first checkpoint);
+    ``config`` may differ from the run's own only in RESUME_MAY_CHANGE, and a finished run is left as it is
+    (its metrics are returned). Nothing is written until every setting has been checked."""
     out = Path(out)
     config = resolve(config)
     check_config(config)
-    ckpt_path = out / CHECKPOINT
-    if resume:
-        if not ckpt_path.is_file():
-            raise ZooError(f"cannot resume: {ckpt_path} does not exist")
-        saved = read_checkpoint(ckpt_path)
-        if saved["zoo"]["rung"] != config.rung:
-            raise ZooError(f"{out} holds a {saved['zoo']['rung']!r} run, not {config.rung!r}")
-        tokenizer = CharTokenizer(saved["zoo"]["vocab"])
-    else:
-        tokenizer = None
-        if out.exists() and not _is_spawned_rank():
-            raise ZooError(f"run directory {out} already exists; continue it with --resume {out} or choose another --out")
-    data, model = prepare(config, tokenizer)
-    if not _is_spawned_rank():
-        (out / CHECKPOINT).parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    info = registry.get(config.rung)
-    clock = TrainClock()
-    if info.trainable:
-        trainer, rows_per_step = _fit(config, data, model, out, resume, [clock, *callbacks], quiet)
-        if not trainer.is_global_zero:
-            return {}
-        # Read the outcome back from the final checkpoint: with spawn-based strategies the training
-        # happened in other processes, and this one only has what they saved.
-        final = read_checkpoint(out / CHECKPOINT)
-        model.load_state_dict(_model_state(final))
-        clock.load_state_dict(final["callbacks"]["TrainClock"])
-        steps = final["global_step"]
-        tokens_seen = steps * rows_per_step * config.data.block_size
-    else:
-        steps, tokens_seen = _count(config, data, model, out, clock), len(data.splits["train"])
-    return finish(config, data, model, out, steps, tokens_seen, clock.train_s)
+    spawned = _is_spawned_rank()  # ddp's extra processes: rank 0 owns the directory and its lock
+    lock, created, started, interrupts = None, False, False, Interrupts()
+    try:
+        with interrupts:
+            if resume:
+                if not spawned:
+                    if not out.is_dir():
+                        raise ZooError(f"cannot resume: no run directory {out}")
+                    lock = RunLock(out).acquire()
+                saved, finished = _resume_state(config, out)
+                if finished is not None:
+                    return finished
+                tokenizer = CharTokenizer(saved["zoo"]["vocab"]) if saved else None
+            else:
+                saved = tokenizer = None
+                if not spawned:
+                    _check_out(out)
+            data, model = prepare(config, tokenizer)
+            info = registry.get(config.rung)
+            clock = TrainClock()
+            trainer = _make_trainer(config, out, [clock, interrupts, *callbacks], quiet) if info.trainable else None
+            # every setting has been checked: from here on the run directory changes
+            started = True
+            if not spawned:
+                if not resume:
+                    _make_run_dir(out)
+                    created = True
+                    lock = RunLock(out).acquire()
+                (out / CHECKPOINT).parent.mkdir(parents=True, exist_ok=True)
+                _write_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+            if info.trainable:
+                rows_per_step = _fit(config, data, model, out, saved is not None, trainer)
+                if interrupts.signum is not None:
+                    raise Interrupted("interrupted", interrupts.signum)
+                if not trainer.is_global_zero:
+                    return {}
+                # Read the outcome back from the final checkpoint: with spawn-based strategies the training
+                # happened in other processes, and this one only has what they saved.
+                final = read_checkpoint(out / CHECKPOINT)
+                model.load_state_dict(_model_state(final))
+                clock.load_state_dict(final["callbacks"]["TrainClock"])
+                steps = final["global_step"]
+                tokens_seen = steps * rows_per_step * config.data.block_size
+            else:
+                steps, tokens_seen = _count(config, data, model, out, clock), len(data.splits["train"])
+            return finish(config, data, model, out, steps, tokens_seen, clock.train_s)
+    except BaseException as e:
+        removed = created and not (out / CHECKPOINT).is_file()
+        if removed:  # nothing was saved: leave no directory that neither --out nor --resume would take
+            shutil.rmtree(out, ignore_errors=True)
+        if isinstance(e, (Interrupted, OSError)):
+            raise _explain(e, config, out, removed if started else None) from None
+        if removed and isinstance(e, ZooError):
+            raise ZooError(f"{e}; nothing had been saved, so {out} was removed") from None
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def train_or_reuse(config: RunConfig, out: str | os.PathLike, *, force: bool = False, quiet: bool = False) -> tuple[dict, bool]:
@@ -256,22 +514,53 @@ def train_or_reuse(config: RunConfig, out: str | os.PathLike, *, force: bool = F
     return train(config, out, resume=(out / CHECKPOINT).is_file(), quiet=quiet), False
 
 
-def _fit(config, data, model, out, resume, callbacks, quiet):
+def _explain(e: BaseException, config: RunConfig, out: Path, removed: bool | None) -> BaseException:
+    """An interruption or an OSError of a run, in one line that says what is left and how to go on
+    (``removed`` None: it came before the run directory was touched, so nothing is left to say)."""
+    if removed is None:
+        left = "nothing was written"
+    elif removed:
+        left = f"nothing had been saved, so {out} was removed"
+    elif (out / CHECKPOINT).is_file():
+        step = read_checkpoint(out / CHECKPOINT).get("global_step", 0)
+        left = f"{'at' if isinstance(e, Interrupted) else 'checkpoint kept at'} step {step}; continue with `zoo train {config.rung} --resume {out}`"
+    else:
+        left = f"no checkpoint yet; start again with `zoo train {config.rung} --resume {out}`"
+    if isinstance(e, Interrupted):
+        return Interrupted(f"interrupted {left}" if left.startswith("at ") else f"interrupted; {left}", e.signum)
+    where = f": {e.filename}" if e.filename else ""
+    return ZooError(f"{e.strerror or e}{where}; {left}")
+
+
+def _make_trainer(config, out, callbacks, quiet):
+    """The Lightning Trainer of a run, built before the run directory exists: Lightning is the judge of
+    accelerator, devices, strategy and precision, and its refusals become one line."""
+    t = config.trainer
+    try:
+        return L.Trainer(
+            max_steps=t.max_steps, max_epochs=-1,
+            accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision,
+            val_check_interval=t.val_every, check_val_every_n_epoch=None, limit_val_batches=t.val_batches,
+            num_sanity_val_steps=0, log_every_n_steps=min(50, t.val_every),
+            # logs/version_N/metrics.csv: a resumed run appends a version instead of deleting the curve so far
+            logger=CSVLogger(out, name="logs"), enable_checkpointing=False, enable_model_summary=False,
+            enable_progress_bar=t.progress_bar and not quiet,
+            callbacks=[AtomicCheckpoint(out / CHECKPOINT, t.checkpoint_every), *callbacks]
+            + ([StepProgressBar()] if t.progress_bar and not quiet else []),
+        )
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise ZooError(f"--trainer settings refused by Lightning: {first}") from None
+
+
+def _fit(config, data, model, out, from_checkpoint, trainer):
     t = config.trainer
     module = LanguageModel(model, config.optim, t.max_steps, config.seed, meta=_meta(config, data))
-    trainer = L.Trainer(
-        max_steps=t.max_steps, max_epochs=-1,
-        accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision,
-        val_check_interval=t.val_every, check_val_every_n_epoch=None, limit_val_batches=t.val_batches,
-        num_sanity_val_steps=0, log_every_n_steps=min(50, t.val_every),
-        # logs/version_N/metrics.csv: a resumed run appends a version instead of deleting the curve so far
-        logger=CSVLogger(out, name="logs"), enable_checkpointing=False, enable_model_summary=False,
-        enable_progress_bar=t.progress_bar and not quiet,
-        callbacks=[AtomicCheckpoint(out / CHECKPOINT, t.checkpoint_every), *callbacks]
-        + ([StepProgressBar()] if t.progress_bar and not quiet else []),
-    )
-    trainer.fit(module, datamodule=data, ckpt_path=str(out / CHECKPOINT) if resume else None, weights_only=True)
-    return trainer, config.data.batch_size * trainer.world_size
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(out / CHECKPOINT) if from_checkpoint else None, weights_only=True)
+    except SIGTERMException:  # Lightning ends fit with SystemExit(None), i.e. exit 0, after Interrupts saved the step
+        raise Interrupted("interrupted", signal.SIGTERM) from None
+    return config.data.batch_size * trainer.world_size
 
 
 def _count(config, data, model, out, clock):
@@ -282,8 +571,12 @@ def _count(config, data, model, out, clock):
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     checkpoint = {"state_dict": state, "zoo": _meta(config, data), "global_step": 1, "callbacks": {"TrainClock": clock.state_dict()}}
     tmp = out / CHECKPOINT.with_suffix(".tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, out / CHECKPOINT)
+    try:
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, out / CHECKPOINT)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     return 1
 
 
@@ -328,6 +621,9 @@ def read_checkpoint(path: Path) -> dict:
         raise ZooError(f"checkpoint {path} is corrupt or not a zoo checkpoint ({e.__class__.__name__})") from None
     if not isinstance(checkpoint, dict) or "zoo" not in checkpoint or "state_dict" not in checkpoint:
         raise ZooError(f"checkpoint {path} is not a zoo checkpoint (no zoo metadata)")
+    meta = checkpoint["zoo"]
+    if not isinstance(meta, dict) or not isinstance(meta.get("vocab"), str) or not meta["vocab"] or "rung" not in meta:
+        raise ZooError(f"checkpoint {path} is not a complete zoo checkpoint (no vocabulary or rung in its zoo metadata)")
     return checkpoint
 
 
@@ -341,8 +637,11 @@ def read_config(run_dir: Path) -> RunConfig:
     if not path.is_file():
         raise ZooError(f"{run_dir} is not a run directory (no config.yaml)")
     try:
-        return RunConfig.from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (yaml.YAMLError, TypeError) as e:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(values, dict):  # a plain string, a list, an empty file: yaml loads them all
+            raise ZooError(f"{path} is not a valid run config (a YAML mapping of settings is expected)")
+        return RunConfig.from_dict(values)
+    except (yaml.YAMLError, TypeError, ValueError) as e:
         raise ZooError(f"{path} is not a valid run config ({e.__class__.__name__})") from None
 
 
@@ -360,6 +659,8 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     if not run_dir.is_dir():
         raise ZooError(f"run directory not found: {run_dir}")
     config = read_config(run_dir)
+    if not (run_dir / CHECKPOINT).is_file():
+        raise ZooError(f"{run_dir} has no checkpoint yet (its training is still starting, or stopped before its first save)")
     checkpoint = read_checkpoint(run_dir / CHECKPOINT)
     meta = checkpoint["zoo"]
     if meta.get("rung") != config.rung:
