@@ -225,7 +225,7 @@ def test_smoke_chapter_run_end_to_end(tmp_path, monkeypatch, corpus):
     for m in run["per_seed"]:
         assert m["steps"] == 4 and m["config"]["data"]["batch_size"] == 4 and m["config"]["data"]["corpus"] == corpus
         assert m["curve"]["val_bpc"] and m["sample"] and m["elapsed_s"] > 0
-    assert {p.name for p in (out / "figures").glob("*.png")} == {"curves.png", "baselines.png", "bigram-table.png"}
+    assert {p.name for p in (out / "figures").glob("*.png")} == {"curves.png", "baselines.png", "bigram-table.png", "bigram-rows.png"}
     # the committed prose resolves against a fresh results.json: its placeholders name real keys
     text = (CH00 / "chapter.md").read_text()
     filled = book.fill(text, {"00-setup": results, "01-ngram": None}, "00-setup", "chapters/00-setup/index.md")

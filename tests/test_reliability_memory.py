@@ -101,6 +101,9 @@ def test_a_refused_resume_changes_nothing(tmp_path, tiny_corpus, one_thread, mon
     zoo.train(config, run, quiet=True)
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     monkeypatch.setenv("ZOO_MAX_MEMORY_GB", "0.000001")
+    longer = zoo.make_config("bigram", overrides={  # more steps: a resume that would train (a finished run is left alone)
+        "data": {"corpus": str(tiny_corpus), "block_size": 8, "batch_size": 4},
+        "trainer": {"max_steps": 4, "val_every": 2, "val_batches": 1, "progress_bar": False}})
     with pytest.raises(zoo.ZooError, match="would need about"):
-        zoo.train(config, run, resume=True, quiet=True)
+        zoo.train(longer, run, resume=True, quiet=True)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
