@@ -235,3 +235,17 @@ def test_bad_hyperparameters_raise(overrides):
 def test_fit_rejects_out_of_range_tokens():
     with pytest.raises(ValueError):
         build("ngram", vocab_size=3, order=2).fit(torch.tensor([0, 1, 3]))
+
+
+def test_storage_counts_the_distinct_ngrams_of_every_order():
+    from zoo.runs import count_stored
+    from zoo.summary import size_cell
+
+    x = [int(c) for c in "0120120012301"]
+    model = build("ngram", vocab_size=4, order=3).fit(torch.tensor(x))
+    distinct = {tuple(x[i:i + j]) for j in (1, 2, 3) for i in range(len(x) - j + 1)}
+    stored = count_stored(model)
+    assert stored["ngrams"] == len(distinct)  # counted by hand: every substring of length 1..3, once
+    assert stored["numbers"] == sum(t.numel() for t in model.state_dict().values())
+    assert size_cell({"params": 0, "stored": stored}) == f"{len(distinct)} n-grams × 6"
+    assert size_cell({"params": 4225, "stored": {"numbers": 4225}}) == "4,225"

@@ -8,14 +8,14 @@ from pathlib import Path
 from zoo import registry
 from zoo.errors import ZooError
 from zoo.runs import make_config, train_or_reuse
-from zoo.summary import leaderboard_row, spread, summarise
+from zoo.summary import leaderboard_row, size_cell, spread, summarise
 
 
 def markdown(rows: list[dict], title: str) -> str:
     lines = [f"## {title}", "", "| rung | params | wall s | tokens/s | val bpc |", "|---|---:|---:|---:|---:|"]
     for r in rows:
         tps = f"{r['tokens_per_s']:,.0f}" if r["tokens_per_s"] else "-"
-        lines.append(f"| {r['rung']} | {r['params']:,} | {r['wall_s']:.1f} | {tps} | {spread(r['val_bpc'], '.4f')} |")
+        lines.append(f"| {r['rung']} | {size_cell(r)} | {r['wall_s']:.1f} | {tps} | {spread(r['val_bpc'], '.4f')} |")
     return "\n".join(lines) + "\n"
 
 

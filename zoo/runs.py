@@ -223,6 +223,15 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def count_stored(model: torch.nn.Module) -> dict:
+    """What a model keeps: every number of its state_dict (trained parameters and the tables a counting
+    rung fills), plus whatever the rung's optional ``storage()`` adds (the n-gram: how many n-grams)."""
+    stored = {"numbers": sum(t.numel() for t in model.state_dict().values())}
+    if hasattr(model, "storage"):
+        stored.update(model.storage())
+    return stored
+
+
 def prepare(config: RunConfig, tokenizer: CharTokenizer | None = None):
     """Data and model for a run config (model initialised from the run's seed)."""
     info = registry.get(config.rung)
@@ -593,6 +602,7 @@ def finish(config: RunConfig, data: TextDataModule, model, out: Path, steps: int
         "val": val,
         "test": test,
         "params": count_params(model),
+        "stored": count_stored(model),  # a counting rung has no parameters, but it does store numbers
         "steps": steps,
         "tokens_seen": tokens_seen,
         "wall_s": round(train_s, 3),

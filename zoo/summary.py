@@ -45,6 +45,7 @@ def summarise(per_seed: list[dict]) -> dict:
         "val": {k: stats([m["val"][k] for m in per_seed]) for k in ("bpc", "nats")},
         "test": {k: stats([m["test"][k] for m in per_seed]) for k in ("bpc", "nats")},
         "params": first["params"],
+        "stored": first.get("stored"),  # numbers kept (parameters, or a counting rung's tables); absent in older results
         "steps": first["steps"],
         "tokens_seen": first["tokens_seen"],
         "tokens_per_step": cfg["data"]["batch_size"] * cfg["data"]["block_size"],
@@ -56,9 +57,21 @@ def summarise(per_seed: list[dict]) -> dict:
 
 def leaderboard_row(name: str, rung: str, summary: dict, chapter: str | None = None) -> dict:
     """One leaderboard row: a run's name and rung, its size and speed, val and test bpc over seeds."""
-    return {"chapter": chapter, "name": name, "rung": rung, "params": summary["params"], "steps": summary["steps"],
+    return {"chapter": chapter, "name": name, "rung": rung, "params": summary["params"], "stored": summary.get("stored"),
+            "steps": summary["steps"],
             "wall_s": summary["wall_s"]["mean"], "tokens_per_s": (summary["tokens_per_s"] or {}).get("mean"),
             "val_bpc": summary["val"]["bpc"], "test_bpc": summary["test"]["bpc"], "seeds": summary["val"]["bpc"]["n"]}
+
+
+def size_cell(row: dict) -> str:
+    """A table's size column: the parameters of a trained rung; for a counting rung (no parameters) what
+    its tables hold, "413,620 n-grams × 6" (numbers kept per n-gram), so the column compares storage honestly."""
+    stored = row.get("stored") or {}
+    if row["params"] or not stored.get("numbers"):
+        return f"{row['params']:,}"
+    if stored.get("ngrams"):
+        return f"{stored['ngrams']:,} n-grams × {stored['numbers_per_ngram']}"
+    return f"{stored['numbers']:,} numbers"
 
 
 def duration(seconds: float) -> str:

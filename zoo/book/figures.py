@@ -58,7 +58,7 @@ def render_chapter_figures(chapter: Chapter, results: dict, figdir: Path, module
     figdir.mkdir(parents=True, exist_ok=True)
     written = []
     trainable = {k: r for k, r in results["runs"].items() if any(s.get("curve", {}).get("val_bpc") for s in r["per_seed"])}
-    if results["runs"]:
+    if trainable:  # count-based runs alone have no curve to draw (chapter 01 plots its orders instead)
         plt = _plt()
         fig, ax = plt.subplots(figsize=(8, 4.5))
         for name, run in results["runs"].items():

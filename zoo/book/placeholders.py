@@ -29,7 +29,7 @@ from typing import Any
 
 from zoo.book.layout import RESULTS, book_record
 from zoo.errors import ZooError
-from zoo.summary import duration, is_stats, leaderboard_row, spread
+from zoo.summary import duration, is_stats, leaderboard_row, size_cell, spread
 
 PLACEHOLDER = re.compile(r"(\\?)\[\[\s*([A-Za-z0-9_][A-Za-z0-9_./:-]*)\s*(?:\|\s*([^\[\]\n]*?)\s*)?\]\]")
 
@@ -150,7 +150,7 @@ def table(kind: str, book: dict[str, dict | None], here: str | None, page: str) 
                  "|---|---:|---:|---:|---:|---:|---:|"]
         for row in leaderboard_rows(book):
             tps = f"{row['tokens_per_s']:,.0f}" if row["tokens_per_s"] else "–"
-            lines.append(f"| [`{row['name']}`]({_link(row['chapter'], page)}) | {row['params']:,} | "
+            lines.append(f"| [`{row['name']}`]({_link(row['chapter'], page)}) | {size_cell(row)} | "
                          f"{row['wall_s']:.1f} s | {tps} | {spread(row['val_bpc'])} | {spread(row['test_bpc'])} | {row['seeds']} |")
         for slug, res in book.items():
             if res is None:
@@ -181,7 +181,7 @@ def table(kind: str, book: dict[str, dict | None], here: str | None, page: str) 
                  "|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for name, run in res["runs"].items():
             s = run["summary"]
-            lines.append(f"| `{name}` | `{run['rung']}` | {run['preset']} | {s['params']:,} | {s['steps']:,} | "
+            lines.append(f"| `{name}` | `{run['rung']}` | {run['preset']} | {size_cell(s)} | {s['steps']:,} | "
                          f"{s['wall_s']['mean']:.1f} s | {spread(s['val']['bpc'])} | {spread(s['test']['bpc'])} | {len(run['per_seed'])} |")
         return "\n".join(lines)
     raise PlaceholderError(f"unknown table {kind!r} (tables: leaderboard, timings, runs)")

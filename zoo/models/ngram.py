@@ -263,6 +263,11 @@ class NGram(nn.Module):
                 self._buffers[name] = torch.empty_like(saved, device=self._buffers[name].device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def storage(self) -> dict:
+        """The distinct n-grams of every order 1..N the tables hold (each with its key, count, context
+        total and three context counts), for tables that compare what rungs store."""
+        return {"ngrams": int(self.offsets[-1] - 1), "numbers_per_ngram": 6}  # every row but the empty gram's
+
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """idx (B, T) -> log-probabilities (B, T, V) as logits; position t sees idx[t-N+2 .. t]."""
         return self.log_probs(idx).float()  # (B, T, V)
