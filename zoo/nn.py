@@ -59,15 +59,22 @@ class MultiHeadAttention(nn.Module):
         y = x if y is None else y
         B, T, C = x.shape
         S = y.shape[1]
+        weights = self.attn_dropout(self.attention_weights(x, y, causal))  # (B, h, T, S)
+        v = self.v_proj(y).view(B, S, self.n_head, self.d_k).transpose(1, 2)  # (B, h, S, d_k)
+        heads = weights @ v  # (B, h, T, d_k)
+        return self.out_proj(heads.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+
+    def attention_weights(self, x: torch.Tensor, y: torch.Tensor | None = None, causal: bool = True) -> torch.Tensor:
+        """softmax(Q Kᵀ / √d_k + M) for every head: Float[B, h, T, S], each row a distribution over the keys."""
+        y = x if y is None else y
+        B, T, _ = x.shape
+        S = y.shape[1]
         q = self.q_proj(x).view(B, T, self.n_head, self.d_k).transpose(1, 2)  # (B, h, T, d_k)
         k = self.k_proj(y).view(B, S, self.n_head, self.d_k).transpose(1, 2)  # (B, h, S, d_k)
-        v = self.v_proj(y).view(B, S, self.n_head, self.d_k).transpose(1, 2)  # (B, h, S, d_k)
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_k)  # (B, h, T, S)
         if causal:
             scores = scores.masked_fill(~causal_mask(T, x.device)[:, :S], float("-inf"))
-        weights = self.attn_dropout(F.softmax(scores, dim=-1))  # (B, h, T, S)
-        heads = weights @ v  # (B, h, T, d_k)
-        return self.out_proj(heads.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+        return F.softmax(scores, dim=-1)  # (B, h, T, S)
 # --8<-- [end:attention]
 
 

@@ -10,3 +10,34 @@ CORPUS = "tinyshakespeare"
 RUNS = [
     RunSpec("mlp-mixer", preset="book", seeds=(0, 1, 2)),
 ]
+
+
+def analyse(run_dirs: dict, corpus: str) -> dict:
+    """The token mixing seed 0 learned, first and last block: the linear part W2·W1 of the token MLP
+    y = W2 GELU(W1 x + b1) + b2 (masks applied), a T×T lower-triangular matrix that says how much
+    position s feeds position t — one matrix for every text, every channel and every window."""
+    import zoo
+
+    model = zoo.load_run(run_dirs["mlp-mixer"][0]).model
+    blocks = {}
+    for i in (0, len(model.blocks) - 1):
+        mixing = model.blocks[i].token_mixing
+        product = (mixing.w2 * mixing.mask2) @ (mixing.w1 * mixing.mask1)  # (T, T): the linear part of the token MLP
+        blocks[str(i + 1)] = [[round(v, 4) for v in row] for row in product.tolist()]
+    return {"mixing": {"blocks": blocks, "n_layer": len(model.blocks)}}
+
+
+def figures(results: dict, figdir) -> None:
+    import matplotlib.pyplot as plt
+
+    from zoo.book.figures import plot_matrix
+
+    blocks = results["values"]["mixing"]["blocks"]
+    fig, axes = plt.subplots(1, len(blocks), figsize=(5.2 * len(blocks), 4.8))
+    for ax, (block, matrix) in zip(axes, blocks.items()):
+        image = plot_matrix(ax, matrix, title=f"block {block}: W2·W1 of the token mixing (seed 0)", diverging=True)
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.suptitle("What the Mixer learned to mix: the same T×T weights whatever the text", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(figdir / "mixing.png")
+    plt.close(fig)

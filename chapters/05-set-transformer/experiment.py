@@ -12,3 +12,34 @@ RUNS = [
     RunSpec("set-transformer", preset="book", seeds=(0, 1, 2)),
     RunSpec("set-transformer", name="one-layer", label="1 layer (a pure set)", overrides={"model": {"n_layer": 1}}, seeds=(0,), leaderboard=False),
 ]
+
+
+def analyse(run_dirs: dict, corpus: str) -> dict:
+    """Seed 0's attention on the first 64 characters of the validation split, averaged over heads, in the
+    first and the last layer: a T×T matrix like the Mixer's, but computed from this text."""
+    from zoo.attention import first_and_last_layer
+
+    return {"attention": first_and_last_layer(run_dirs["set-transformer"][0], corpus)}
+
+
+def figures(results: dict, figdir) -> None:
+    """The Mixer's learned mixing (chapter 3) beside this rung's attention on one text."""
+    import matplotlib.pyplot as plt
+
+    from zoo.book import load_book
+    from zoo.book.figures import plot_matrix
+
+    attention = results["values"]["attention"]
+    mixer = ((load_book().get("03-mlp-mixer") or {}).get("values") or {}).get("mixing")
+    panels = ([("Mixer, block 1: learned W2·W1 (any text)", mixer["blocks"]["1"], True)] if mixer else []) + [
+        (f"set transformer, layer {layer}: attention on this text", matrix, False) for layer, matrix in attention["layers"].items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.8))
+    for ax, (title, matrix, diverging) in zip(axes, panels):
+        n = len(attention["text"])
+        image = plot_matrix(ax, [row[:n] for row in matrix[:n]], attention["text"], title, diverging)
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.suptitle("Mixing weights: learned per position pair (Mixer) or computed from the content (attention); "
+                 "text: the first 64 validation characters", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(figdir / "attention.png")
+    plt.close(fig)

@@ -104,3 +104,57 @@ def render_ladder_figure(book: dict[str, dict | None], path: Path) -> Path | Non
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def render_ladder_scores(book: dict[str, dict | None], path: Path) -> Path | None:
+    """The home page's picture of the final scores: every leaderboard rung's val and test bpc (mean over
+    seeds, bar = ± one standard deviation), in ladder order, with the counted rungs as vertical lines."""
+    from zoo.book.placeholders import leaderboard_rows
+
+    rows = leaderboard_rows(book)
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
+    y = list(range(len(rows)))[::-1]  # the first rung on top
+    for offset, split, color in ((-0.12, "val", "C0"), (0.12, "test", "C3")):
+        stats_ = [r[f"{split}_bpc"] for r in rows]
+        ax.errorbar([s["mean"] for s in stats_], [v + offset for v in y], xerr=[s["std"] for s in stats_], fmt="o",
+                    color=color, capsize=3, ms=5, label=f"{split} bpc (mean ± std over seeds)")
+    for r in rows:
+        if not r["params"]:  # a counting rung: its score is a line every network is measured against
+            ax.axvline(r["val_bpc"]["mean"], color="0.45", ls="--", lw=1)
+            ax.text(r["val_bpc"]["mean"], len(rows) - 0.35, f" {r['name']} (val)", color="0.35", fontsize=8, va="top")
+    ax.set_yticks(y, [r["name"] for r in rows])
+    ax.set_xlabel("bits per character on tinyshakespeare (lower is better)")
+    ax.set_ylim(-0.7, len(rows) - 0.2)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("The ladder: every rung's final scores at the book's budget", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_matrix(ax, matrix, text: str | None = None, title: str = "", diverging: bool = False):
+    """A T×T mixing or attention matrix: row t is the output at position t, column s the input it reads.
+
+    ``diverging`` centres the colour scale on zero (a learned weight can be negative; attention cannot).
+    ``text`` labels every eighth position with its character. Returns the image, for a colour bar.
+    """
+    import numpy as np
+
+    m = np.asarray(matrix, dtype=float)
+    limit = float(np.abs(m).max()) or 1.0
+    image = ax.imshow(m, cmap="RdBu_r" if diverging else "viridis", vmin=-limit if diverging else 0.0,
+                      vmax=limit, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("input position s")
+    ax.set_ylabel("output position t")
+    ax.grid(False)
+    if text:
+        ticks = list(range(0, len(m), 8))
+        labels = [repr(text[i])[1:-1].replace(" ", "␣") if i < len(text) else "" for i in ticks]
+        ax.set_xticks(ticks, [f"{i}\n{c}" for i, c in zip(ticks, labels)], fontsize=7)
+    return image

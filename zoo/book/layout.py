@@ -24,6 +24,7 @@ RESULTS = "results.json"
 FIGURES = "figures"
 BOOK_RECORD = "book.json"  # chapters/book.json: how the last full `zoo book` ran (jobs, wall time)
 LADDER_FIGURE = Path("docs") / "assets" / "figures" / "ladder-val-curves.png"
+LADDER_SCORES = LADDER_FIGURE.with_name("ladder-scores.png")  # the home page's picture of the final scores
 BOOK_CORPUS = "tinyshakespeare"  # the corpus an experiment trains on unless it sets CORPUS
 RESERVED = ("chapter",)  # namespace key for a chapter's own fields
 
@@ -41,7 +42,7 @@ class RunSpec:
     rung: str
     preset: str = BOOK_PRESET
     seeds: tuple[int, ...] = (0, 1, 2)
-    overrides: dict = field(default_factory=dict)  # {"model": {...}, "data": {...}, "optim": {...}, "trainer": {...}}
+    overrides: dict = field(default_factory=dict)  # {"model": {...}, "data": {...}, "optim": {...}, "trainer": {...}}; a data.corpus here beats the chapter's
     name: Optional[str] = None
     label: Optional[str] = None  # legend label in plots (default: name)
     leaderboard: bool = True

@@ -51,7 +51,8 @@ class Task:
         from zoo.config import deep_merge
         from zoo.registry import get
 
-        overrides = deep_merge(self.run.overrides, {"data": {"corpus": self.corpus}})
+        # the chapter's corpus, unless the spec names its own (a synthetic task beside the chapter's text)
+        overrides = deep_merge({"data": {"corpus": self.corpus}}, self.run.overrides)
         if self.smoke:
             base = deep_merge(get(self.run.rung).preset(self.run.preset), overrides)
             shrink = {s: {k: (min(v, base.get(s, {}).get(k, v)) if k != "checkpoint_every" else v) for k, v in vals.items()}
