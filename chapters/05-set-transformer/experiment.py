@@ -38,7 +38,7 @@ def figures(results: dict, figdir) -> None:
         n = len(attention["text"])
         image = plot_matrix(ax, [row[:n] for row in matrix[:n]], attention["text"], title, diverging)
         fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.suptitle("Mixing weights: learned per position pair (Mixer) or computed from the content (attention); "
+    fig.suptitle("Mixing weights: learned per position pair (Mixer) or computed from the content (attention);\n"
                  "text: the first 64 validation characters", fontsize=10)
     fig.tight_layout()
     fig.savefig(figdir / "attention.png")

@@ -54,7 +54,7 @@ def figures(results: dict, figdir) -> None:
             ax = axes[row][col]
             image = plot_matrix(ax, [r[:n] for r in matrix[:n]], text, f"{title}, {which}", diverging)
             fig.colorbar(image, ax=ax, shrink=0.75)
-    fig.suptitle("Row t mixes the inputs s ≤ t: by fixed learned weights (Mixer) or by weights computed from "
+    fig.suptitle("Row t mixes the inputs s ≤ t: by fixed learned weights (Mixer)\nor by weights computed from "
                  "the characters (attention); text: the first 64 validation characters", fontsize=10)
     fig.tight_layout()
     fig.savefig(figdir / "attention.png")

@@ -140,15 +140,20 @@ def render_ladder_scores(book: dict[str, dict | None], path: Path) -> Path | Non
 def plot_matrix(ax, matrix, text: str | None = None, title: str = "", diverging: bool = False):
     """A T×T mixing or attention matrix: row t is the output at position t, column s the input it reads.
 
-    ``diverging`` centres the colour scale on zero (a learned weight can be negative; attention cannot).
+    ``diverging`` centres a linear colour scale on zero (a learned weight can be negative); otherwise the
+    scale runs from 0 on a square root (attention weights, which cannot be negative).
     ``text`` labels every eighth position with its character. Returns the image, for a colour bar.
     """
     import numpy as np
 
+    from matplotlib.colors import PowerNorm
+
     m = np.asarray(matrix, dtype=float)
     limit = float(np.abs(m).max()) or 1.0
-    image = ax.imshow(m, cmap="RdBu_r" if diverging else "viridis", vmin=-limit if diverging else 0.0,
-                      vmax=limit, interpolation="nearest")
+    if diverging:
+        image = ax.imshow(m, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    else:  # attention rows sum to 1 and spread thin over long prefixes: a square-root scale keeps them visible
+        image = ax.imshow(m, cmap="viridis", norm=PowerNorm(0.5, vmin=0.0, vmax=limit), interpolation="nearest")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("input position s")
     ax.set_ylabel("output position t")
