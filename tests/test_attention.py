@@ -3,6 +3,8 @@ by-hand computation of the first layer; reading them changes nothing."""
 
 import math
 
+import pytest
+
 import torch
 
 from zoo.attention import attention_maps
@@ -40,7 +42,20 @@ def test_first_layer_map_equals_the_formula():
 
 
 def test_a_model_without_attention_is_a_clear_error():
-    import pytest
+
 
     with pytest.raises(ValueError, match="no zoo.nn.MultiHeadAttention"):
         attention_maps(build("bigram", vocab_size=5), torch.zeros(1, 3, dtype=torch.long))
+
+
+def test_map_summary_on_a_known_map():
+    from zoo.attention import summarise_map
+
+    T = 12
+    diagonal = torch.eye(T)  # every row on itself: all weight is near, every key gets 1 / (T - T//2) from the later half
+    s = summarise_map(diagonal, "abcdefghijkl", near=3, skip=8)
+    assert s["near_share"] == 1.0 and s["top_key"]["weight"] == pytest.approx(1 / 6)
+    uniform = torch.ones(T, T).tril() / torch.arange(1, T + 1)[:, None]  # every row the average of its prefix
+    s = summarise_map(uniform, "abcdefghijkl", near=3, skip=8)
+    assert s["near_share"] == pytest.approx(sum(4 / (t + 1) for t in range(8, T)) / 4)
+    assert s["top_key"]["position"] == 0 and s["top_key"]["char"] == "a"  # every later row reaches back to it

@@ -314,3 +314,14 @@ def test_the_draft_notice_names_the_commit():
     notice = book.draft_notice({"chapter": "02-x", "git_commit": "abc+dirty"})
     assert notice.startswith('!!! warning "Draft"') and "abc+dirty" in notice and "zoo chapter run 02" in notice
     assert book.draft_notice({"chapter": "02-x", "git_commit": "abc", "draft": True})
+
+
+def test_the_book_record_is_quoted_only_for_results_it_wrote(tmp_path, monkeypatch):
+    from zoo.book import placeholders
+
+    book_ = {"00-setup": {**fake_results(), "generated_utc": "2026-01-01T00:00:00Z"}}
+    record = {"jobs": 2, "wall_s": 3000.0, "chapters": ["00-setup"], "generated_utc": "2026-01-02T00:00:00Z"}
+    monkeypatch.setattr(placeholders, "book_record", lambda: record)
+    assert "runs at a time" in book.fill("[[table:timings]]", book_, None, "guides/reproduce.md")
+    book_["00-setup"]["generated_utc"] = "2026-01-03T00:00:00Z"  # regenerated alone after that book run
+    assert "runs at a time" not in book.fill("[[table:timings]]", book_, None, "guides/reproduce.md")

@@ -62,5 +62,20 @@ def first_and_last_layer(run_dir, corpus: str, length: int = 64) -> dict:
     run = load_run(run_dir)
     text = validation_probe(corpus, length)
     maps = attention_maps(run.model, run.tokenizer.encode(text)[None])  # one (1, h, T, T) per layer
-    return {"text": text, "layers": {str(i + 1): head_average(maps[i]) for i in sorted({0, len(maps) - 1})}}
+    layers = sorted({0, len(maps) - 1})
+    return {"text": text, "layers": {str(i + 1): head_average(maps[i]) for i in layers},
+            "summary": {str(i + 1): summarise_map(maps[i][0].mean(0), text) for i in layers}}
+
+
+def summarise_map(weights: torch.Tensor, text: str, near: int = 3, skip: int = 8) -> dict:
+    """Two numbers that describe a (T, T) head-averaged attention map on ``text``: the share of each row's
+    weight on the current character and the ``near`` before it (averaged over the rows t >= ``skip``, whose
+    prefix is long enough for the share to mean something), and the key the later half of the rows
+    attend to most, with the character there."""
+    T = weights.shape[0]
+    rows = range(skip, T)
+    local = sum(weights[t, max(0, t - near):t + 1].sum().item() for t in rows) / len(rows)
+    received = weights[T // 2:].mean(0)  # (T,): what the second half of the rows give each key, on average
+    top = int(received.argmax())
+    return {"near_share": local, "near": near, "top_key": {"position": top, "char": text[top], "weight": received[top].item()}}
 

@@ -19,12 +19,26 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
     import zoo
 
     model = zoo.load_run(run_dirs["mlp-mixer"][0]).model
-    blocks = {}
+    blocks, offsets = {}, {}
     for i in (0, len(model.blocks) - 1):
         mixing = model.blocks[i].token_mixing
         product = (mixing.w2 * mixing.mask2) @ (mixing.w1 * mixing.mask1)  # (T, T): the linear part of the token MLP
         blocks[str(i + 1)] = [[round(v, 4) for v in row] for row in product.tolist()]
-    return {"mixing": {"blocks": blocks, "n_layer": len(model.blocks)}}
+        offsets[str(i + 1)] = offset_profile(product)
+    return {"mixing": {"blocks": blocks, "n_layer": len(model.blocks), "offsets": offsets}}
+
+
+def offset_profile(product, distances=(0, 1, 2, 3)) -> dict:
+    """How a T×T mixing matrix spends its weight by distance d = t - s: the share of all |weight| on
+    each distance, and the mean and spread over positions t of the weight at that distance (a spread
+    near zero would be a shift-invariant filter, the same at every position)."""
+    total = product.tril().abs().sum()
+    out = {}
+    for d in distances:
+        band = product.diagonal(-d)  # (T - d,): the weights W[t, t - d]
+        out[f"d{d}"] = {"share": (band.abs().sum() / total).item(), "mean": band.mean().item(), "std": band.std().item()}
+    out["near"] = sum(out[f"d{d}"]["share"] for d in distances)  # all of the distances above together
+    return out
 
 
 def figures(results: dict, figdir) -> None:

@@ -2,16 +2,32 @@
 
 Runs: gpt at its book preset (the vaswani rung's size, window and budget), three seeds. One more run,
 one seed: the nanogpt-cpu preset, nanoGPT's laptop configuration, as a check against a published result.
+The recipe taken apart: nine leave-one-out runs, one seed each, every one of the chapter's changes
+turned back to the vaswani rung's choice on its own (GPTConfig's ablation switches, or an optim override).
 Computed without training: what the zero-initialised model predicts and scores before its first step.
 """
 
 from zoo.book import RunSpec
 
 CORPUS = "tinyshakespeare"
+# The recipe taken apart: leave-one-out from gpt, each change of the chapter's table turned back to what
+# the vaswani rung does, one at a time, at the same budget (one seed each; see the chapter for spreads).
+LEAVE_ONE_OUT = {
+    "no-rmsnorm": ("LayerNorm instead of RMSNorm", {"model": {"norm": "layernorm"}}),
+    "post-norm": ("post-norm instead of pre-norm", {"model": {"prenorm": False}}),
+    "no-rope": ("sinusoids added at the input instead of RoPE", {"model": {"positions": "sinusoidal"}}),
+    "no-swiglu": ("ReLU MLP (4C) instead of SwiGLU", {"model": {"mlp": "relu"}}),
+    "biases": ("biases everywhere", {"model": {"bias": True}}),
+    "no-zero-init": ("no zero-initialised projections", {"model": {"zero_init": False}}),
+    "no-decay": ("no weight decay", {"optim": {"weight_decay": 0.0}}),
+    "beta2-0.98": ("β₂ 0.98 instead of 0.95", {"optim": {"betas": [0.9, 0.98]}}),
+    "inverse-sqrt": ("inverse-square-root schedule instead of cosine", {"optim": {"schedule": "inverse_sqrt"}}),
+}
 RUNS = [
     RunSpec("gpt", preset="book", seeds=(0, 1, 2)),
     RunSpec("gpt", preset="nanogpt-cpu", name="nanogpt-cpu", label="nanoGPT's CPU size", seeds=(0,), leaderboard=False),
-]
+] + [RunSpec("gpt", name=name, label=label, overrides=overrides, seeds=(0,), leaderboard=False)
+     for name, (label, overrides) in LEAVE_ONE_OUT.items()]
 
 INIT_SEEDS = (0, 1, 2)
 
@@ -72,3 +88,27 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
             per_seed.append(nanogpt_estimate(run.model, last_tenth, d.block_size, d.batch_size, batches=200, seed=0)["nats"])
         out[key.replace("-", "_")] = {"nats": sum(per_seed) / len(per_seed), "seeds": len(per_seed)}
     return {"nanogpt_estimator": out}
+
+
+def figures(results: dict, figdir) -> None:
+    """ablations.png: each leave-one-out run's val bpc against the full recipe's seeds."""
+    import matplotlib.pyplot as plt
+
+    runs = results["runs"]
+    base = runs["gpt"]["summary"]["val"]["bpc"]
+    names = [n for n in LEAVE_ONE_OUT if n in runs]
+    if not names:
+        return
+    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(names) + 1.6))
+    y = list(range(len(names)))[::-1]
+    ax.axvspan(base["min"], base["max"], color="0.85", label=f"gpt, {base['n']} seeds: min–max")
+    ax.axvline(base["mean"], color="0.4", lw=1, label="gpt: mean")
+    ax.plot([runs[n]["summary"]["val"]["bpc"]["mean"] for n in names], y, "o", color="C3", label="one change undone (1 seed)")
+    ax.set_yticks(y, [runs[n]["label"] for n in names], fontsize=9)
+    ax.set_xlabel("validation bits per character (lower is better)")
+    ax.set_title("The recipe taken apart: gpt with one change turned back to the vaswani rung's choice", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(figdir / "ablations.png")
+    plt.close(fig)
+

@@ -170,7 +170,10 @@ def table(kind: str, book: dict[str, dict | None], here: str | None, page: str) 
             lines.append(f"| [{res['title']}]({_link(slug, page)}) | {n} | {duration(train)} | {duration(res['elapsed_s'])} | {res['device']} |")
         lines.append(f"| **all chapters, one run at a time** | | | **{duration(total)}** | |")
         record = book_record()
-        if record and set(record["chapters"]) >= {slug for slug, res in book.items() if res}:
+        have = {slug: res for slug, res in book.items() if res}
+        # the record describes these results only if that `zoo book` wrote every one of them (none is newer)
+        if record and set(record["chapters"]) >= set(have) and all(
+                res.get("generated_utc", "") <= record.get("generated_utc", "") for res in have.values()):
             lines.append(f"| **`zoo book`, {record['jobs']} runs at a time** | | | **{duration(record['wall_s'])}** (wall clock) | |")
         return "\n".join(lines)
     if kind == "runs":
