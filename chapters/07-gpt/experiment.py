@@ -20,7 +20,7 @@ LEAVE_ONE_OUT = {
     "biases": ("biases everywhere", {"model": {"bias": True}}),
     "no-zero-init": ("no zero-initialised projections", {"model": {"zero_init": False}}),
     "no-decay": ("no weight decay", {"optim": {"weight_decay": 0.0}}),
-    "beta2-0.98": ("β₂ 0.98 instead of 0.95", {"optim": {"betas": [0.9, 0.98]}}),
+    "beta2-high": ("β₂ 0.98 instead of 0.95", {"optim": {"betas": [0.9, 0.98]}}),
     "inverse-sqrt": ("inverse-square-root schedule instead of cosine", {"optim": {"schedule": "inverse_sqrt"}}),
 }
 RUNS = [
