@@ -87,7 +87,28 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
             d = run.config.data
             per_seed.append(nanogpt_estimate(run.model, last_tenth, d.block_size, d.batch_size, batches=200, seed=0)["nats"])
         out[key.replace("-", "_")] = {"nats": sum(per_seed) / len(per_seed), "seeds": len(per_seed)}
-    return {"nanogpt_estimator": out}
+    return {"nanogpt_estimator": out, "leave_one_out": leave_one_out(run_dirs)}
+
+
+def leave_one_out(run_dirs: dict) -> dict:
+    """Each leave-one-out run against the full recipe's seeds: the difference in val bpc from gpt's mean,
+    in units of gpt's seed standard deviation, and whether it lies outside gpt's min-max range."""
+    import json
+    import statistics
+
+    def val(run_dir):
+        return json.loads((run_dir / "metrics.json").read_text())["val"]["bpc"]
+
+    base = [val(d) for d in run_dirs["gpt"]]
+    mean, std = statistics.mean(base), statistics.stdev(base)
+    out = {}
+    for name in LEAVE_ONE_OUT:
+        if name not in run_dirs:
+            continue
+        v = val(run_dirs[name][0])
+        out[name.replace("-", "_")] = {"val_bpc": v, "delta": v - mean, "spreads": (v - mean) / std,
+                                       "outside_range": not min(base) <= v <= max(base)}
+    return out
 
 
 def figures(results: dict, figdir) -> None:

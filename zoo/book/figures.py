@@ -122,9 +122,10 @@ def render_ladder_scores(book: dict[str, dict | None], path: Path) -> Path | Non
         ax.errorbar([s["mean"] for s in stats_], [v + offset for v in y], xerr=[s["std"] for s in stats_], fmt="o",
                     color=color, capsize=3, ms=5, label=f"{split} bpc (mean ± std over seeds)")
     for r in rows:
-        if not r["params"]:  # a counting rung: its score is a line every network is measured against
-            ax.axvline(r["val_bpc"]["mean"], color="0.45", ls="--", lw=1)
-            ax.text(r["val_bpc"]["mean"], len(rows) - 0.35, f" {r['name']} (val)", color="0.35", fontsize=8, va="top")
+        if not r["params"]:  # a counting rung: its scores are lines every network is measured against
+            for split, color in (("val", "C0"), ("test", "C3")):
+                ax.axvline(r[f"{split}_bpc"]["mean"], color=color, ls="--", lw=0.9, alpha=0.7)
+                ax.text(r[f"{split}_bpc"]["mean"], len(rows) - 0.35, f" {r['name']} ({split})", color=color, fontsize=8, va="top")
     ax.set_yticks(y, [r["name"] for r in rows])
     ax.set_xlabel("bits per character on tinyshakespeare (lower is better)")
     ax.set_ylim(-0.7, len(rows) - 0.2)
