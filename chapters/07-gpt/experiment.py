@@ -127,7 +127,7 @@ def figures(results: dict, figdir) -> None:
     ax.plot([runs[n]["summary"]["val"]["bpc"]["mean"] for n in names], y, "o", color="C3", label="one change undone (1 seed)")
     ax.set_yticks(y, [runs[n]["label"] for n in names], fontsize=9)
     ax.set_xlabel("validation bits per character (lower is better)")
-    ax.set_title("The recipe taken apart: gpt with one change turned back to the vaswani rung's choice", fontsize=10)
+    ax.set_title("The recipe taken apart: gpt with one change undone", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(figdir / "ablations.png")
