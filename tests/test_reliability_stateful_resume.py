@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback
+from conftest import StopAt
 from torch.nn import functional as F
 
 import zoo
@@ -21,15 +21,6 @@ def tiny(corpus, rung):
         "model": {"n_embd": 8, "n_hidden": 16} if rung in ("rnn", "lstm") else {},
         "data": {"corpus": str(corpus), "block_size": 16, "batch_size": 8},
         "trainer": {"max_steps": 40, "val_every": 10, "val_batches": 2, "checkpoint_every": 10, "progress_bar": False}})
-
-
-class StopAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step == self.step:
-            trainer.should_stop = True
 
 
 def interrupted_and_resumed(tmp_path, corpus, rung):

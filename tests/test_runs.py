@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from conftest import StopAt
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
@@ -95,15 +96,6 @@ def dropout_rung():
     registry.register("test-dropout", chapter="99-test")(DropoutRung)
     yield "test-dropout"
     registry._REGISTRY.pop("test-dropout")
-
-
-class StopAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step == self.step:
-            trainer.should_stop = True
 
 
 @pytest.mark.parametrize("rung", ["bigram", "dropout"])
