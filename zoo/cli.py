@@ -374,14 +374,11 @@ def cmd_book(argv: list[str]) -> int:
                       "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             (root / "chapters" / book.BOOK_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     if out is None:
-        everything = book.load_book(root)
-        figure = book.render_ladder_figure(everything, root / book.LADDER_FIGURE)
-        book.render_ladder_scores(everything, root / book.LADDER_SCORES)
+        figure = book.render_home_figures(book.load_book(root), root / book.LADDER_FIGURE.parent)
     else:
         everything = {c.slug: (json.loads((out / c.slug / book.RESULTS).read_text()) if (out / c.slug / book.RESULTS).is_file() else None)
                       for c in book.chapters(root)}
-        figure = book.render_ladder_figure(everything, out / book.LADDER_FIGURE.name)
-        book.render_ladder_scores(everything, out / book.LADDER_SCORES.name)
+        figure = book.render_home_figures(everything, out)
     verb = "redrew the figures of" if args.figures_only else "ran"
     print(f"book: {verb} {len(selected) - len(skipped)} chapter(s) in {duration(time.perf_counter() - start)}"
           + (f"; home plot {figure}" if figure else "") + (f"; output in {out}" if out else ""))

@@ -42,16 +42,8 @@ def offset_profile(product, distances=(0, 1, 2, 3)) -> dict:
 
 
 def figures(results: dict, figdir) -> None:
-    import matplotlib.pyplot as plt
-
-    from zoo.book.figures import plot_matrix
+    from zoo.book.figures import save_matrices
 
     blocks = results["values"]["mixing"]["blocks"]
-    fig, axes = plt.subplots(1, len(blocks), figsize=(5.2 * len(blocks), 4.8))
-    for ax, (block, matrix) in zip(axes, blocks.items()):
-        image = plot_matrix(ax, matrix, title=f"block {block}: W2·W1 of the token mixing (seed 0)", diverging=True)
-        fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.suptitle("What the Mixer learned to mix: the same T×T weights whatever the text", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(figdir / "mixing.png")
-    plt.close(fig)
+    save_matrices([[(f"block {block}: W2·W1 of the token mixing (seed 0)", matrix, True) for block, matrix in blocks.items()]],
+                  figdir / "mixing.png", "What the Mixer learned to mix: the same T×T weights whatever the text")

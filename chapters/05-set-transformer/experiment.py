@@ -24,22 +24,12 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
 
 def figures(results: dict, figdir) -> None:
     """The Mixer's learned mixing (chapter 3) beside this rung's attention on one text."""
-    import matplotlib.pyplot as plt
-
     from zoo.book import load_book
-    from zoo.book.figures import plot_matrix
+    from zoo.book.figures import save_matrices
 
     attention = results["values"]["attention"]
     mixer = ((load_book().get("03-mlp-mixer") or {}).get("values") or {}).get("mixing")
     panels = ([("Mixer, block 1: learned W2·W1 (any text)", mixer["blocks"]["1"], True)] if mixer else []) + [
         (f"set transformer, layer {layer}: attention on this text", matrix, False) for layer, matrix in attention["layers"].items()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.8))
-    for ax, (title, matrix, diverging) in zip(axes, panels):
-        n = len(attention["text"])
-        image = plot_matrix(ax, [row[:n] for row in matrix[:n]], attention["text"], title, diverging)
-        fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.suptitle("Mixing weights: learned per position pair (Mixer) or computed from the content (attention);\n"
-                 "text: the first 64 validation characters", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(figdir / "attention.png")
-    plt.close(fig)
+    save_matrices([panels], figdir / "attention.png", "Mixing weights: learned per position pair (Mixer) or computed from "
+                  "the content (attention);\ntext: the first 64 validation characters", attention["text"])

@@ -32,30 +32,20 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
 def figures(results: dict, figdir) -> None:
     """Three ways to mix positions, on one text: the Mixer's learned weights (chapter 3), the set
     transformer's attention (chapter 5) and this rung's, first layer above and last layer below."""
-    import matplotlib.pyplot as plt
-
     from zoo.book import load_book
-    from zoo.book.figures import plot_matrix
+    from zoo.book.figures import save_matrices
 
     book = load_book()
     values = {slug: ((book.get(slug) or {}).get("values") or {}) for slug in ("03-mlp-mixer", "05-set-transformer")}
     mine = results["values"]["attention"]
-    text, n = mine["text"], len(mine["text"])
-    columns = []
+    columns = []  # (title, [first layer's matrix, last layer's], diverging)
     if "mixing" in values["03-mlp-mixer"]:
         m = values["03-mlp-mixer"]["mixing"]
         columns.append(("Mixer: learned W2·W1", [m["blocks"]["1"], m["blocks"][str(m["n_layer"])]], True))
     if "attention" in values["05-set-transformer"]:
         columns.append(("set transformer: attention", list(values["05-set-transformer"]["attention"]["layers"].values()), False))
     columns.append(("Vaswani: attention", list(mine["layers"].values()), False))
-    fig, axes = plt.subplots(2, len(columns), figsize=(4.6 * len(columns), 8.6), squeeze=False)
-    for col, (title, (first, last), diverging) in enumerate(columns):
-        for row, (matrix, which) in enumerate(((first, "first layer"), (last, "last layer"))):
-            ax = axes[row][col]
-            image = plot_matrix(ax, [r[:n] for r in matrix[:n]], text, f"{title}, {which}", diverging)
-            fig.colorbar(image, ax=ax, shrink=0.75)
-    fig.suptitle("Row t mixes the inputs s ≤ t: by fixed learned weights (Mixer)\nor by weights computed from "
-                 "the characters (attention); text: the first 64 validation characters", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(figdir / "attention.png")
-    plt.close(fig)
+    grid = [[(f"{title}, {which}", layers[row], diverging) for title, layers, diverging in columns]
+            for row, which in enumerate(("first layer", "last layer"))]
+    save_matrices(grid, figdir / "attention.png", "Row t mixes the inputs s ≤ t: by fixed learned weights (Mixer)\nor by "
+                  "weights computed from the characters (attention); text: the first 64 validation characters", mine["text"])

@@ -21,7 +21,8 @@ one per seed, which :func:`zoo.load_run` opens) and ``figures(results, figdir)``
 ``zoo chapter run NN`` and ``zoo book`` (in :mod:`zoo.cli`) drive the runner.
 """
 
-from zoo.book.figures import plot_curves, render_chapter_figures, render_ladder_figure, render_ladder_scores
+from zoo.book.figures import (plot_curves, render_chapter_figures, render_home_figures, render_ladder_figure,
+                              render_ladder_scores)
 from zoo.book.layout import (BOOK_CORPUS, BOOK_RECORD, FIGURES, LADDER_FIGURE, LADDER_SCORES, RESULTS, Chapter, RunSpec, book_record, book_root,
                              chapters, find_chapter, load_book)
 from zoo.book.placeholders import PLACEHOLDER, PlaceholderError, draft_notice, fill, format_value, leaderboard_rows, lookup, namespace, table
@@ -41,6 +42,6 @@ def __getattr__(name):
 
 __all__ = ["RunSpec", "Chapter", "chapters", "find_chapter", "book_root", "book_record", "load_book", "BOOK_CORPUS", "BOOK_RECORD", "BOOK_RECORD",
            "RESULTS", "FIGURES", "LADDER_FIGURE", "LADDER_SCORES", "plan_chapter", "execute", "assemble_chapter", "run_chapter",
-           "missing_rungs", "usable_cores", "require_clean_tree", "plot_curves", "render_chapter_figures", "render_ladder_figure", "render_ladder_scores", "fill",
+           "missing_rungs", "usable_cores", "require_clean_tree", "plot_curves", "render_chapter_figures", "render_ladder_figure", "render_ladder_scores", "render_home_figures", "fill",
            "lookup", "format_value", "draft_notice", "namespace", "table", "leaderboard_rows", "PLACEHOLDER", "PlaceholderError",
            "stats", "summarise", "duration"]

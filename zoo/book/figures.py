@@ -69,10 +69,7 @@ def render_chapter_figures(chapter: Chapter, results: dict, figdir: Path, module
         fig.text(0.01, 0.01, "quick validation estimates during training (mean over seeds, band = min–max); "
                  "final scores use the full protocol", fontsize=8, color="0.35")
         fig.tight_layout(rect=(0, 0.03, 1, 1))
-        path = figdir / "curves.png"
-        fig.savefig(path)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, figdir / "curves.png"))
     module = module or chapter.experiment()
     if hasattr(module, "figures"):
         _plt()
@@ -100,10 +97,7 @@ def render_ladder_figure(book: dict[str, dict | None], path: Path) -> Path | Non
     fig.text(0.01, 0.01, "quick validation estimates (mean over seeds, band = min–max); the table gives the full-protocol scores",
              fontsize=8, color="0.35")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def render_ladder_scores(book: dict[str, dict | None], path: Path) -> Path | None:
@@ -132,6 +126,18 @@ def render_ladder_scores(book: dict[str, dict | None], path: Path) -> Path | Non
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("The ladder: every rung's final scores at the book's budget", fontsize=11)
     fig.tight_layout()
+    return _save(plt, fig, path)
+
+
+def render_home_figures(book: dict[str, dict | None], folder: Path) -> Path | None:
+    """Both of the home page's figures into ``folder``; returns the curves' path (None before any results)."""
+    from zoo.book.layout import LADDER_FIGURE, LADDER_SCORES
+
+    render_ladder_scores(book, folder / LADDER_SCORES.name)
+    return render_ladder_figure(book, folder / LADDER_FIGURE.name)
+
+
+def _save(plt, fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
@@ -142,14 +148,17 @@ def plot_matrix(ax, matrix, text: str | None = None, title: str = "", diverging:
     """A T×T mixing or attention matrix: row t is the output at position t, column s the input it reads.
 
     ``diverging`` centres a linear colour scale on zero (a learned weight can be negative); otherwise the
-    scale runs from 0 on a square root (attention weights, which cannot be negative).
-    ``text`` labels every eighth position with its character. Returns the image, for a colour bar.
+    scale runs from 0 on a square root (attention weights, which cannot be negative). With ``text`` the
+    matrix is cut to the text's length and every eighth position is labelled with its character.
+    Returns the image, for a colour bar.
     """
     import numpy as np
 
     from matplotlib.colors import PowerNorm
 
     m = np.asarray(matrix, dtype=float)
+    if text:
+        m = m[:len(text), :len(text)]
     limit = float(np.abs(m).max()) or 1.0
     if diverging:
         image = ax.imshow(m, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
@@ -161,6 +170,19 @@ def plot_matrix(ax, matrix, text: str | None = None, title: str = "", diverging:
     ax.grid(False)
     if text:
         ticks = list(range(0, len(m), 8))
-        labels = [repr(text[i])[1:-1].replace(" ", "␣") if i < len(text) else "" for i in ticks]
-        ax.set_xticks(ticks, [f"{i}\n{c}" for i, c in zip(ticks, labels)], fontsize=7)
+        ax.set_xticks(ticks, [f"{i}\n{repr(text[i])[1:-1].replace(' ', '␣')}" for i in ticks], fontsize=7)
     return image
+
+
+def save_matrices(grid: list[list[tuple]], path: Path, title: str, text: str | None = None) -> Path:
+    """A figure of T×T matrices, one ``plot_matrix`` panel with its colour bar per (title, matrix, diverging)
+    in ``grid`` (a list of rows), drawn on ``text`` when given — the chapters' mixing and attention figures."""
+    plt = _plt()
+    rows, cols = len(grid), max(len(row) for row in grid)
+    # constrained layout leaves room for every colour bar, axis label and the two-line title
+    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 4.4 * rows + 0.6), squeeze=False, layout="constrained")
+    for r, panels in enumerate(grid):
+        for c, (panel_title, matrix, diverging) in enumerate(panels):
+            fig.colorbar(plot_matrix(axes[r][c], matrix, text, panel_title, diverging), ax=axes[r][c], shrink=0.8)
+    fig.suptitle(title, fontsize=10)
+    return _save(plt, fig, path)
