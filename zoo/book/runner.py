@@ -88,10 +88,13 @@ class Plan:
 
 def missing_rungs(chapter: Chapter) -> list[str]:
     """Rungs an experiment declares that are not registered (yet)."""
+    return _unregistered(chapter.experiment().RUNS)
+
+
+def _unregistered(runs: list[RunSpec]) -> list[str]:
     from zoo import registry
 
-    known = set(registry.names())
-    return sorted({r.rung for r in chapter.experiment().RUNS} - known)
+    return sorted({r.rung for r in runs} - set(registry.names()))
 
 
 def uncommitted_changes(root: Path) -> list[str] | None:
@@ -133,7 +136,7 @@ def plan_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = No
     module = chapter.experiment()
     runs: list[RunSpec] = list(module.RUNS)
     corpus = corpus or getattr(module, "CORPUS", BOOK_CORPUS)
-    missing = missing_rungs(chapter)
+    missing = _unregistered(runs)  # (the experiment is imported once)
     if missing:
         raise ZooError(f"chapter {chapter.slug} needs rung(s) that are not registered yet: {', '.join(missing)}")
     if out is None:
