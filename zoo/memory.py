@@ -90,15 +90,16 @@ def _set_by(shape: tuple[int, ...], config, vocab_size: int) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _model_estimate(cls, config, vocab_size: int, train_tokens: int) -> tuple[int, str] | None:
+def _model_estimate(rung: str, model_options: dict, vocab_size: int, block_size: int,
+                    train_tokens: int) -> tuple[int, str] | None:
+    cls = registry.get(rung).cls
+    config = registry.model_config(rung, vocab_size, block_size, **model_options)
     own = getattr(cls, "estimate_memory", None)
     if own is not None:
         return own(config, train_tokens)
-    try:
+    try:  # impossible hyperparameters are the registry's one-line error, as for a real build
         with torch.device("meta"):  # shapes without storage: a 6.4 GB table costs nothing to build here
-            model = cls(config)
-    except (ValueError, AssertionError) as e:
-        raise ZooError(f"impossible hyperparameters for rung {cls.rung_name!r}: {e}") from e
+            model = registry.build(rung, vocab_size, block_size, **model_options)
     except (RuntimeError, NotImplementedError):
         return None  # a rung that cannot be built without data (an op with no meta kernel): not bounded here
     trainable = getattr(cls, "trainable", True)
@@ -117,9 +118,7 @@ def _model_estimate(cls, config, vocab_size: int, train_tokens: int) -> tuple[in
 def estimate(rung: str, model_options: dict, vocab_size: int, block_size: int, batch_size: int,
              train_tokens: int) -> tuple[int, str] | None:
     """(bytes, what dominates) for training and scoring ``rung``; None if it cannot be estimated."""
-    cls = registry.get(rung).cls
-    config = registry.model_config(rung, vocab_size, block_size, **model_options)
-    model = _model_estimate(cls, config, vocab_size, train_tokens)
+    model = _model_estimate(rung, model_options, vocab_size, block_size, train_tokens)
     if model is None:
         return None
     model_bytes, what = model
