@@ -49,9 +49,9 @@ def validation_probe(corpus: str, length: int = 64) -> str:
     return text[start:min(end, start + length)]
 
 
-def head_average(maps: torch.Tensor) -> list[list[float]]:
-    """Float[1, h, T, S] -> the mean over heads as nested lists (4 decimals), for results.json."""
-    return [[round(v, 4) for v in row] for row in maps[0].mean(0).tolist()]
+def rounded(matrix: torch.Tensor) -> list[list[float]]:
+    """A (T, S) map as nested lists with 4 decimals, for results.json."""
+    return [[round(v, 4) for v in row] for row in matrix.tolist()]
 
 
 def first_and_last_layer(run_dir, corpus: str, length: int = 64) -> dict:
@@ -62,9 +62,9 @@ def first_and_last_layer(run_dir, corpus: str, length: int = 64) -> dict:
     run = load_run(run_dir)
     text = validation_probe(corpus, length)
     maps = attention_maps(run.model, run.tokenizer.encode(text)[None])  # one (1, h, T, T) per layer
-    layers = sorted({0, len(maps) - 1})
-    return {"text": text, "layers": {str(i + 1): head_average(maps[i]) for i in layers},
-            "summary": {str(i + 1): summarise_map(maps[i][0].mean(0), text) for i in layers}}
+    averaged = {str(i + 1): maps[i][0].mean(0) for i in sorted({0, len(maps) - 1})}  # (T, T) each: mean over heads
+    return {"text": text, "layers": {layer: rounded(m) for layer, m in averaged.items()},
+            "summary": {layer: summarise_map(m, text) for layer, m in averaged.items()}}
 
 
 def summarise_map(weights: torch.Tensor, text: str, near: int = 3, skip: int = 8) -> dict:
