@@ -40,6 +40,7 @@ def on_config(config):
     root = _root(config)
     _state["root"] = root
     _state["chapters"] = layout.chapters(root)
+    _state.pop("book", None)
     snippets = config.mdx_configs.setdefault("pymdownx.snippets", {})
     snippets["base_path"] = [str(root)]
     snippets["check_paths"] = True  # a missing file or section marker is an error, not an empty block
@@ -80,7 +81,9 @@ def on_page_markdown(markdown, page, config, files):
     src = page.file.src_uri
     here = src.split("/")[1] if src.startswith("chapters/") and src.count("/") >= 2 else None
     try:
-        book = layout.load_book(_state["root"])
+        if "book" not in _state:  # every results.json, read once per build (on_config starts a new build)
+            _state["book"] = layout.load_book(_state["root"])
+        book = _state["book"]
         text = placeholders.fill(markdown, book, here, page=src)
         return _after_title(text, placeholders.draft_notice(book.get(here))) if here else text
     except ZooError as e:
