@@ -9,7 +9,7 @@ Chapter prose never types a measured number. It writes a placeholder, and the mk
     [[bigram.val.bpc.std|.4f]]      one statistic: mean, std, min, max, n
     [[bigram.wall_s|dur]]           seconds as "1 min 23 s"
     [[bigram.sample]]               text (seed 0's sample)
-    [[uniform.val.bpc]]             a value from the experiment's compute()
+    [[uniform.val.bpc]]             a value from the experiment's compute() or analyse()
     [[chapter.elapsed_s|dur]]       the chapter's own fields: corpus, splits, device, elapsed_s, ...
     [[01-ngram/ngram.val.bpc]]      another chapter's results (by slug, or by number: [[01/...]])
     [[table:runs]]                  this chapter's runs as a table
