@@ -325,3 +325,24 @@ def test_the_book_record_is_quoted_only_for_results_it_wrote(tmp_path, monkeypat
     assert "runs at a time" in book.fill("[[table:timings]]", book_, None, "guides/reproduce.md")
     book_["00-setup"]["generated_utc"] = "2026-01-03T00:00:00Z"  # regenerated alone after that book run
     assert "runs at a time" not in book.fill("[[table:timings]]", book_, None, "guides/reproduce.md")
+
+
+def test_shared_runs_live_in_the_chapter_that_shares_them(tmp_path):
+    """A RunSpec with shared_with trains into (and reuses) the other chapter's run directory; a smoke run
+    keeps its own copy, and a chapter that does not exist is refused before anything is trained."""
+    write_chapter(tmp_path, "01-first", "from zoo.book import RunSpec\nRUNS = [RunSpec('bigram', seeds=(0,))]\n", "# One\n")
+    second = write_chapter(tmp_path, "02-second", "from zoo.book import RunSpec\n"
+                           "RUNS = [RunSpec('bigram', seeds=(0,), shared_with='01-first'), RunSpec('ngram', seeds=(0,))]\n", "# Two\n")
+    chapter = book.Chapter("02-second", second)
+    plan = book.plan_chapter(chapter, root=tmp_path, draft=True)
+    dirs = {t.run.key: t.run_dir for t in plan.tasks}
+    assert dirs["bigram"] == tmp_path / "runs" / "book" / "01-first" / "bigram-seed0"
+    assert dirs["ngram"] == tmp_path / "runs" / "book" / "02-second" / "ngram-seed0"
+    smoke = book.plan_chapter(chapter, root=tmp_path, smoke=True)
+    assert all("01-first" not in str(t.run_dir) for t in smoke.tasks)
+    third = write_chapter(tmp_path, "03-third", "from zoo.book import RunSpec\nRUNS = [RunSpec('bigram', shared_with='09-missing')]\n", "# Three\n")
+    with pytest.raises(ZooError, match="shared with chapter '09-missing', which does not exist"):
+        book.plan_chapter(book.Chapter("03-third", third), root=tmp_path, draft=True)
+    bad = write_chapter(tmp_path, "04-bad", "from zoo.book import RunSpec\nRUNS = [RunSpec('bigram', shared_with='../x')]\n", "# Four\n")
+    with pytest.raises(ZooError, match="shared_with must be a chapter's folder name"):
+        book.Chapter("04-bad", bad).experiment()

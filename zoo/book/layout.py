@@ -36,7 +36,9 @@ class RunSpec:
     A specification, not a run: the runner turns each (spec, seed) into a run directory
     (:class:`zoo.runs.Run` loads one back). ``name`` is the key placeholders use
     (``[[NAME.val.bpc]]``); it defaults to the rung's name. ``leaderboard`` puts the run on the home
-    page's table (set it False for ablations).
+    page's table (set it False for ablations). ``shared_with`` names an earlier chapter that trains
+    the very same runs (same key, rung, preset, overrides and seeds): this chapter reads and, if need
+    be, trains them in that chapter's run directories instead of training a second copy.
     """
 
     rung: str
@@ -46,6 +48,7 @@ class RunSpec:
     name: Optional[str] = None
     label: Optional[str] = None  # legend label in plots (default: name)
     leaderboard: bool = True
+    shared_with: Optional[str] = None  # an earlier chapter's slug ("07-gpt") whose run directories these are
 
     @property
     def key(self) -> str:
@@ -98,6 +101,9 @@ class Chapter:
             raise ZooError(f"{path}: run names must be unique (got {keys})")
         if any(k in RESERVED or "/" in k or "." in k for k in keys):
             raise ZooError(f"{path}: run names may not be {RESERVED} or contain '/' or '.' (got {keys})")
+        for r in runs:
+            if r.shared_with is not None and not re.match(r"^\d\d-[a-z0-9-]+$", r.shared_with):
+                raise ZooError(f"{path}: shared_with must be a chapter's folder name such as '07-gpt' (got {r.shared_with!r})")
         return module
 
 

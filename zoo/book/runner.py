@@ -139,12 +139,22 @@ def plan_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = No
     missing = _unregistered(runs)  # (the experiment is imported once)
     if missing:
         raise ZooError(f"chapter {chapter.slug} needs rung(s) that are not registered yet: {', '.join(missing)}")
+    for run in runs:
+        if run.shared_with and not (root / "chapters" / run.shared_with / "chapter.md").is_file():
+            raise ZooError(f"chapter {chapter.slug}: run {run.key!r} is shared with chapter {run.shared_with!r}, which does not exist")
     if out is None:
         dest = Path(tempfile.mkdtemp(prefix=f"zoo-{chapter.slug}-smoke-")) if smoke else chapter.path
     else:
         dest = Path(out)
     runs_root = (dest / "runs") if (smoke or out is not None) else root / "runs" / "book" / chapter.slug
-    tasks = [Task(chapter.slug, run, seed, corpus, smoke, runs_root / f"{run.key}-seed{seed}", force, root)
+    def run_dir(run: RunSpec, seed: int) -> Path:
+        # a run another chapter trains too lives in that chapter's folder, so neither trains a second copy
+        # (train_or_reuse refuses a finished run there whose config differs)
+        if run.shared_with and not (smoke or out is not None):
+            return root / "runs" / "book" / run.shared_with / f"{run.key}-seed{seed}"
+        return runs_root / f"{run.key}-seed{seed}"
+
+    tasks = [Task(chapter.slug, run, seed, corpus, smoke, run_dir(run, seed), force, root)
              for run in runs for seed in (seeds if seeds is not None else run.seeds)]
     from zoo.runs import git_commit
 
