@@ -54,6 +54,9 @@ def test_format_value():
     assert book.format_value(185, "dur") == "3 min 05 s"
     assert book.format_value(3 * 3600 + 60 * 7, "dur") == "3 h 07 min"
     assert book.format_value("cpu: x", None) == "cpu: x"
+    assert [book.format_value(v, None) for v in (["0"], ["0", "1", "2–3"], [])] == ["0", "0, 1 and 2–3", "none"]
+    with pytest.raises(book.PlaceholderError, match="list"):
+        book.format_value([1.5, 2.5], None, "x.y")
     with pytest.raises(book.PlaceholderError, match="group"):
         book.format_value({"bpc": st}, None, "bigram.val")
     with pytest.raises(book.PlaceholderError, match="over seeds"):
@@ -107,6 +110,23 @@ def test_leaderboard_table_and_links(two_chapters):
     assert "**4 min 10 s**" in guide
     runs = book.fill("[[table:runs]]", two_chapters, "00-setup", "chapters/00-setup/index.md")
     assert "| `bigram` | `bigram` | book | 4,225 | 100 | 11.0 s | 2.600\u00a0±\u00a00.100 | 2.700\u00a0±\u00a00.100 | 3 |" in runs
+
+
+def test_runs_beyond_the_budget_and_mixtures_come_last_and_marked(two_chapters):
+    """A beyond_budget run and an experiment's leaderboard_extra rows follow the ladder's rows, marked †,
+    with a footnote; runs shared with another chapter count in that chapter's timings only."""
+    ch = two_chapters["00-setup"]
+    ch["runs"]["bigram"]["beyond_budget"] = True
+    ch["values"]["leaderboard_extra"] = [{"name": "bigram + ngram", "size": "4,225 + 10 n-grams × 6", "wall_s": 21.0,
+                                          "val_bpc": book.stats([1.5]), "test_bpc": book.stats([1.6]), "seeds": 1}]
+    assert [(r["name"], r["beyond"]) for r in book.leaderboard_rows(two_chapters)] == [
+        ("ngram", False), ("bigram", True), ("bigram + ngram", True)]
+    home = book.fill("[[table:leaderboard]]", two_chapters, None, "index.md")
+    assert "| [`bigram + ngram`](chapters/00-setup/index.md) † | 4,225 + 10 n-grams × 6 | 21.0 s | – | 1.500 | 1.600 | 1 |" in home
+    assert "| [`bigram`](chapters/00-setup/index.md) † |" in home and "† Beyond the ladder's shared budget" in home
+    ch["runs"]["bigram"]["shared_with"] = "01-ngram"
+    guide = book.fill("[[table:timings]]", two_chapters, None, "guides/reproduce.md")
+    assert "[Setup](../chapters/00-setup/index.md) | 0 | 0 s |" in guide
 
 
 def test_ablations_stay_off_the_leaderboard(two_chapters):
@@ -165,10 +185,11 @@ def test_cli_errors():
 
 # ----------------------------------------------------------------------------- the committed chapters
 def test_every_chapter_declares_honest_runs():
-    """Leaderboard runs have >= 3 seeds; a chapter without results says it is pending and quotes nothing."""
+    """Leaderboard runs at the ladder's budget have >= 3 seeds (a run beyond it is marked so, and its seeds
+    column says how many); a chapter without results says it is pending and quotes nothing."""
     for chapter in book.chapters(ROOT):
         runs = chapter.experiment().RUNS
-        assert all(len(r.seeds) >= 3 for r in runs if r.leaderboard), chapter.slug
+        assert all(len(r.seeds) >= 3 for r in runs if r.leaderboard and not r.beyond_budget), chapter.slug
         text = (chapter.path / "chapter.md").read_text()
         if chapter.results() is None:
             assert "Pending" in text and not book.PLACEHOLDER.search(text), chapter.slug

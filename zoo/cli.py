@@ -174,14 +174,39 @@ def cmd_eval(argv: list[str]) -> int:
                         "random windows of the run's block size on the last 10 %% of the text, every position)")
     p.add_argument("--batches", type=int, default=200, help="with --estimator nanogpt: batches to average (nanoGPT's eval_iters)")
     p.add_argument("--seed", type=int, default=0, help="with --estimator nanogpt: where the random windows start")
+    p.add_argument("--window", type=Optional[int], default=None,
+                   help="cut the context: score with windows of N characters (at most the run's block size; stateful "
+                        "rungs restart in every window) instead of the protocol's")
+    p.add_argument("--mix", type=str, default=None, nargs="+", metavar="RUN_DIR",
+                   help="score the mixture λ·RUN + (1-λ)·this run (same vocabulary), e.g. a network with an n-gram; "
+                        "several runs: weights on all of them fitted on val")
+    p.add_argument("--weight", type=Optional[str], default=None,
+                   help="with --mix: auto (one λ fitted on val, the default), by-context (one λ per bucket of how often "
+                        "the n-gram saw the context, fitted on val) or λ in [0, 1]; only auto with several --mix runs")
     args = p.parse_args(argv)
     if args.split not in (None, "val", "test"):
         raise ZooError(f"--split must be val or test, got {args.split!r}")
     if args.estimator == "nanogpt" and args.split:
         raise ZooError("--estimator nanogpt scores the last 10 % of the text (val and test together, as nanoGPT's val split); drop --split")
+    if args.estimator == "nanogpt" and (args.window is not None or args.mix is not None):
+        raise ZooError("--window and --mix change the book's protocol; they cannot be combined with --estimator nanogpt")
     if args.batches < 1:
         raise ZooError(f"--batches must be >= 1, got {args.batches}")
+    if args.window is not None and args.window < 1:
+        raise ZooError(f"--window must be >= 1 character, got {args.window}")
+    if args.weight is not None and args.mix is None:
+        raise ZooError("--weight is the mixing weight of --mix; give --mix RUN_DIR too")
+    from zoo.mixture import parse_weight
+
+    try:
+        weight = parse_weight(args.weight or "auto")
+    except ValueError as e:
+        raise ZooError(str(e)) from None
+    if args.mix is not None and len(args.mix) > 1 and weight != "auto":
+        raise ZooError("with several --mix runs the weights are fitted on val (--weight auto); by-context and a given λ take one")
     run = load_run(args.run_dir)
+    others = [load_run(d) for d in args.mix] if args.mix is not None else []
+    other = others[0] if len(others) == 1 else None
     corpus = load_corpus(args.data or run.config.data.corpus)
     splits = split(run.tokenizer.encode(corpus.text))  # unknown characters: a clear error
     block = run.config.data.block_size
@@ -201,11 +226,45 @@ def cmd_eval(argv: list[str]) -> int:
     tokens = splits[name]
     if len(tokens) < 2:
         raise ZooError(f"the {name} split of {corpus.name!r} has fewer than two characters")
-    result = {"split": name, **score(run.model, tokens, block)}
+    try:
+        if len(others) > 1:
+            from zoo.mixture import mix_many
+
+            result = {"split": name, **mix_many(run, others, tokens, splits["val"], window=args.window)}
+        elif other is None:
+            result = {"split": name, **score(run.model, tokens, block, window=args.window)}
+        else:
+            from zoo.mixture import mix_runs
+
+            result = {"split": name, **mix_runs(run, other, tokens, weight, fit_tokens=splits["val"], window=args.window)}
+    except ValueError as e:  # a window the model cannot take, runs that cannot be mixed
+        raise ZooError(str(e)) from None
+    if args.window is not None:
+        result["window"] = args.window
+    if others:
+        result["mix"] = {"runs": [str(o.dir) for o in others], "fitted_on": None if isinstance(weight, float) else "val"}
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"{run.config.rung} {name}: {result['bpc']:.4f} bpc ({result['nats']:.4f} nats/char over {result['tokens']} characters)")
+        return 0
+    cut = f", windows of {args.window} characters (not the protocol's {block})" if args.window is not None else ""
+    line = f"{result['bpc']:.4f} bpc ({result['nats']:.4f} nats/char over {result['tokens']} characters{cut})"
+    if not others:
+        print(f"{run.config.rung} {name}: {line}")
+        return 0
+    w = result["weights"]
+    if "simplex" in w:
+        names = [run.config.rung] + [o.config.rung for o in others]
+        fitted = ", ".join(f"{n} {x:.3f}" for n, x in zip(names, w["simplex"]))
+        alone = ", ".join(f"{n} {p['bpc']:.4f} bpc" for n, p in zip(names, result["parts"].values()))
+        print(f"mixture of {len(names)} runs {name}: {line}; weights {fitted} (fitted on val)\n  alone on the same characters: {alone}")
+        return 0
+    how = "given" if isinstance(weight, float) else ("fitted on val" + (", where it is scored" if name == "val" else ""))
+    shown = (f"λ = {w['weight']:.3f} on {run.config.rung}" if "weight" in w else
+             "λ on " + run.config.rung + " by how often the n-gram saw the context: " +
+             ", ".join(f"{k}: {v:.2f}" for k, v in w["by_context_count"].items()))
+    parts = result["parts"]
+    print(f"{run.config.rung} + {other.config.rung} mixture {name}: {line}; {shown} ({how})\n"
+          f"  alone on the same characters: {run.config.rung} {parts['a']['bpc']:.4f} bpc, {other.config.rung} {parts['b']['bpc']:.4f} bpc")
     return 0
 
 
@@ -222,11 +281,28 @@ def cmd_sample(argv: list[str]) -> int:
     p.add_argument("--top-k", "--top_k", dest="top_k", type=Optional[int], default=None)
     p.add_argument("--top-p", "--top_p", dest="top_p", type=Optional[float], default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mix", type=Optional[str], default=None, metavar="RUN_DIR",
+                   help="sample from the mixture λ·RUN + (1-λ)·this run (same vocabulary; neither stateful)")
+    p.add_argument("--weight", type=Optional[str], default=None,
+                   help="with --mix: λ in [0, 1], or auto (fitted on the run's val split, the default)")
     args = p.parse_args(argv)
+    if args.weight is not None and args.mix is None:
+        raise ZooError("--weight is the mixing weight of --mix; give --mix RUN_DIR too")
+    from zoo.mixture import parse_weight
+
+    try:
+        weight = parse_weight(args.weight or "auto")
+    except ValueError as e:
+        raise ZooError(str(e)) from None
+    if weight == "by-context":
+        raise ZooError("--weight by-context is for zoo eval; sampling takes one λ (a number, or auto)")
     run = load_run(args.run_dir)
+    model, block = run.model, run.config.data.block_size
+    if args.mix is not None:
+        model = _sampling_mixture(run, load_run(args.mix), weight)
     prompt = default_prompt(run.tokenizer) if args.prompt is None else args.prompt
-    characters = generate(run.model, run.tokenizer, prompt, args.tokens, args.temperature, args.top_k, args.top_p,
-                          args.seed, block_size=run.config.data.block_size)  # checks every argument first
+    characters = generate(model, run.tokenizer, prompt, args.tokens, args.temperature, args.top_k, args.top_p,
+                          args.seed, block_size=block)  # checks every argument first
     # Stream: each character is printed as it is drawn, so a long sample shows progress and Ctrl-C keeps
     # what was already generated.
     sys.stdout.write(prompt)
@@ -242,6 +318,25 @@ def cmd_sample(argv: list[str]) -> int:
         return 130
     print()
     return 0
+
+
+def _sampling_mixture(run, other, weight):
+    """The two runs as one model to sample from, with λ given or fitted on the run's val split."""
+    from zoo.data import load_corpus, split
+    from zoo.mixture import Mixture, check_pair, fit_runs
+
+    try:
+        check_pair(run, other)
+    except ValueError as e:
+        raise ZooError(str(e)) from None
+    for r in (run, other):
+        if getattr(r.model, "stateful", False):
+            raise ZooError(f"{r.dir} is a stateful {r.config.rung!r} run; sampling from a mixture takes windowed and count-based runs")
+    if weight == "auto":
+        val = split(run.tokenizer.encode(load_corpus(run.config.data.corpus).text))["val"]
+        weight = fit_runs(run, other, val).weight
+        print(f"zoo sample: λ = {weight:.3f} on {run.config.rung}, fitted on val", file=sys.stderr)
+    return Mixture(run.model, other.model, weight)
 
 
 # -------------------------------------------------------------------------------------------- ladder

@@ -10,6 +10,11 @@ Every target token of a split is scored exactly once, by the model's own forward
 
 Cross-entropies are summed in float64. The result is nats per token and bits per character
 (bpc = nats / ln 2, since characters are the tokens).
+
+Options that change the protocol, each explicit: ``window`` cuts the context (windows of that many
+tokens with the same half-window stride, and stateful rungs restart from a fresh state in every window);
+``predictions`` returns the whole predictive distribution of every target instead of a sum, for mixing
+two runs (zoo.mixture); ``nanogpt_estimate`` is nanoGPT's estimator, not this protocol.
 """
 
 from __future__ import annotations
@@ -38,21 +43,103 @@ def _result(nats_sum: float, tokens: int) -> dict:
     return {"tokens": tokens, "nats": nats, "bpc": nats / math.log(2)}
 
 
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(iter(model.parameters()), next(iter(model.buffers()), torch.empty(0))).device
+
+
+def check_window(model: torch.nn.Module, block_size: int, window: int | None) -> None:
+    """A context cut must be a positive length no longer than the windows a windowed rung accepts."""
+    if window is None:
+        return
+    if window < 1:
+        raise ValueError(f"the evaluation window must be >= 1 token, got {window}")
+    counted = getattr(model, "trainable", True) is False  # an n-gram takes windows of any length
+    if not getattr(model, "stateful", False) and not counted and window > block_size:
+        raise ValueError(f"the evaluation window ({window}) is longer than the run's block_size ({block_size}), "
+                         "the longest window this model accepts")
+
+
 @torch.no_grad()
-def score(model: torch.nn.Module, tokens: torch.Tensor, block_size: int, batch_size: int = 64) -> dict:
-    """{"tokens", "nats", "bpc"} of ``model`` on the token sequence ``tokens`` (the protocol above)."""
+def score(model: torch.nn.Module, tokens: torch.Tensor, block_size: int, batch_size: int = 64, window: int | None = None) -> dict:
+    """{"tokens", "nats", "bpc"} of ``model`` on the token sequence ``tokens`` (the protocol above).
+
+    ``window`` (default: the protocol's) scores with windows of that many tokens instead of block_size:
+    every target then sees at most ``window`` tokens of context (and at least window - window // 2 after
+    the first window); a stateful rung restarts from a fresh state in each window."""
     if len(tokens) < 2:
         raise ValueError("need at least two tokens to score one")
+    check_window(model, block_size, window)
     was_training = model.training
     model.eval()
-    device = next(iter(model.parameters()), next(iter(model.buffers()), torch.empty(0))).device
-    tokens = tokens.to(device)
+    tokens = tokens.to(_device(model))
+    stateful = getattr(model, "stateful", False)
     try:
-        if getattr(model, "stateful", False):
+        if window is not None:
+            forward = (lambda x: model(x, None)[0]) if stateful else model
+            return _score_windows(forward, tokens, window, batch_size)
+        if stateful:
             return _score_stream(model, tokens, block_size)
         return _score_windows(model, tokens, block_size, batch_size)
     finally:
         model.train(was_training)
+
+
+@torch.no_grad()
+def predictions(model: torch.nn.Module, tokens: torch.Tensor, block_size: int, batch_size: int = 64,
+                window: int | None = None, forward=None) -> torch.Tensor:
+    """log P(target | its context) for every character, every target 1 .. n-1 of ``tokens``, in float64:
+    (n,) -> (n - 1, V). The same windows (or stream) as ``score``, so
+    ``-predictions(...).gather(1, tokens[1:, None]).mean()`` is ``score``'s nats, and each row sums to one
+    in probability. ``forward`` (default: the model's log-softmax) maps a window (B, T) to (B, T, K)
+    instead, for per-position features such as an n-gram's context counts."""
+    if len(tokens) < 2:
+        raise ValueError("need at least two tokens to score one")
+    check_window(model, block_size, window)
+    was_training = model.training
+    model.eval()
+    tokens = tokens.to(_device(model))
+    stateful = getattr(model, "stateful", False)
+    try:
+        if stateful and window is None and forward is None:
+            return _stream_rows(model, tokens, block_size)
+        if forward is None:
+            forward = (lambda x: model(x, None)[0].double().log_softmax(-1)) if stateful else (lambda x: model(x).double().log_softmax(-1))
+        return _window_rows(forward, tokens, window or block_size, batch_size)
+    finally:
+        model.train(was_training)
+
+
+def _stream_rows(model, tokens, block_size) -> torch.Tensor:
+    rows, state = [], None
+    for start in range(0, len(tokens) - 1, block_size):
+        x = tokens[start : start + min(block_size, len(tokens) - 1 - start)][None]  # (1, T)
+        logits, state = model(x, state)  # (1, T, V)
+        rows.append(logits[0].double().log_softmax(-1).cpu())  # (T, V)
+    return torch.cat(rows)  # (n-1, V)
+
+
+def _window_rows(forward, tokens, block_size, batch_size) -> torch.Tensor:
+    out = None
+    for length, chunk in _window_groups(len(tokens), block_size, batch_size):
+        offsets = torch.arange(length, device=tokens.device)  # (T,)
+        starts = torch.tensor([s for s, _, _ in chunk], device=tokens.device)  # (B,)
+        values = forward(tokens[starts[:, None] + offsets])  # (B, T, K)
+        target = starts[:, None] + offsets + 1  # (B, T) the target each position predicts
+        keep = target > torch.tensor([f for _, _, f in chunk], device=tokens.device)[:, None]  # (B, T)
+        if out is None:
+            out = torch.empty(len(tokens) - 1, *values.shape[2:], dtype=values.dtype)  # (n-1, K)
+        out[(target[keep] - 1).cpu()] = values[keep].cpu()
+    return out
+
+
+def _window_groups(n_tokens: int, block_size: int, batch_size: int):
+    """(length, windows) batches of the protocol's windows, grouped by length so each batch is one tensor."""
+    by_length: dict[int, list[tuple[int, int, int]]] = {}
+    for w in windows(n_tokens, block_size):
+        by_length.setdefault(w[1] - w[0], []).append(w)
+    for length, group in by_length.items():
+        for i in range(0, len(group), batch_size):
+            yield length, group[i : i + batch_size]
 
 
 def _score_stream(model, tokens, block_size) -> dict:
@@ -68,21 +155,16 @@ def _score_stream(model, tokens, block_size) -> dict:
 
 def _score_windows(model, tokens, block_size, batch_size) -> dict:
     nats = torch.zeros((), dtype=torch.float64)
-    by_length: dict[int, list[tuple[int, int, int]]] = {}
-    for w in windows(len(tokens), block_size):
-        by_length.setdefault(w[1] - w[0], []).append(w)
-    for length, group in by_length.items():
+    for length, chunk in _window_groups(len(tokens), block_size, batch_size):
         offsets = torch.arange(length, device=tokens.device)  # (T,)
-        for i in range(0, len(group), batch_size):
-            chunk = group[i : i + batch_size]
-            starts = torch.tensor([s for s, _, _ in chunk], device=tokens.device)  # (B,)
-            x = tokens[starts[:, None] + offsets]  # (B, T)
-            y = tokens[starts[:, None] + offsets + 1]  # (B, T)
-            logits = model(x)  # (B, T, V)
-            # position j of window (start, end, scored) predicts target start+j+1; keep those > scored
-            keep = (starts[:, None] + offsets + 1) > torch.tensor([f for _, _, f in chunk], device=tokens.device)[:, None]  # (B, T)
-            nll = F.cross_entropy(logits.double().flatten(0, 1), y.flatten(), reduction="none")  # (B*T,)
-            nats += nll[keep.flatten()].sum().cpu()
+        starts = torch.tensor([s for s, _, _ in chunk], device=tokens.device)  # (B,)
+        x = tokens[starts[:, None] + offsets]  # (B, T)
+        y = tokens[starts[:, None] + offsets + 1]  # (B, T)
+        logits = model(x)  # (B, T, V)
+        # position j of window (start, end, scored) predicts target start+j+1; keep those > scored
+        keep = (starts[:, None] + offsets + 1) > torch.tensor([f for _, _, f in chunk], device=tokens.device)[:, None]  # (B, T)
+        nll = F.cross_entropy(logits.double().flatten(0, 1), y.flatten(), reduction="none")  # (B*T,)
+        nats += nll[keep.flatten()].sum().cpu()
     return _result(nats.item(), len(tokens) - 1)
 
 

@@ -80,7 +80,8 @@ def render_chapter_figures(chapter: Chapter, results: dict, figdir: Path, module
 
 def render_ladder_figure(book: dict[str, dict | None], path: Path) -> Path | None:
     """The home page's plot: every leaderboard run's validation curve on one pair of axes."""
-    rows = [(slug, name, run) for slug, res in book.items() if res for name, run in res["runs"].items() if run.get("leaderboard", True)]
+    rows = [(slug, name, run) for slug, res in book.items() if res for name, run in res["runs"].items()
+            if run.get("leaderboard", True) and not run.get("beyond_budget")]  # the shared budget only
     if not rows:
         return None
     plt = _plt()
@@ -116,15 +117,16 @@ def render_ladder_scores(book: dict[str, dict | None], path: Path) -> Path | Non
         ax.errorbar([s["mean"] for s in stats_], [v + offset for v in y], xerr=[s["std"] for s in stats_], fmt="o",
                     color=color, capsize=3, ms=5, label=f"{split} bpc (mean ± std over seeds)")
     for r in rows:
-        if not r["params"]:  # a counting rung: its scores are lines every network is measured against
+        if r.get("params") == 0:  # a counting rung: its scores are lines every network is measured against
             for split, color in (("val", "C0"), ("test", "C3")):
                 ax.axvline(r[f"{split}_bpc"]["mean"], color=color, ls="--", lw=0.9, alpha=0.7)
                 ax.text(r[f"{split}_bpc"]["mean"], len(rows) - 0.35, f" {r['name']} ({split})", color=color, fontsize=8, va="top")
-    ax.set_yticks(y, [r["name"] for r in rows])
+    ax.set_yticks(y, [r["name"] + (" †" if r["beyond"] else "") for r in rows])
     ax.set_xlabel("bits per character on tinyshakespeare (lower is better)")
     ax.set_ylim(-0.7, len(rows) - 0.2)
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("The ladder: every rung's final scores at the book's budget", fontsize=11)
+    ax.set_title("The ladder: every rung's final scores at the book's budget"
+                 + (" († past it)" if any(r["beyond"] for r in rows) else ""), fontsize=11)
     fig.tight_layout()
     return _save(plt, fig, path)
 

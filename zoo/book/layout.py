@@ -36,7 +36,8 @@ class RunSpec:
     A specification, not a run: the runner turns each (spec, seed) into a run directory
     (:class:`zoo.runs.Run` loads one back). ``name`` is the key placeholders use
     (``[[NAME.val.bpc]]``); it defaults to the rung's name. ``leaderboard`` puts the run on the home
-    page's table (set it False for ablations). ``shared_with`` names an earlier chapter that trains
+    page's table (set it False for ablations; ``beyond_budget`` marks a run there that had more
+    compute than the ladder's shared budget). ``shared_with`` names an earlier chapter that trains
     the very same runs (same key, rung, preset, overrides and seeds): this chapter reads and, if need
     be, trains them in that chapter's run directories instead of training a second copy.
     """
@@ -48,6 +49,7 @@ class RunSpec:
     name: Optional[str] = None
     label: Optional[str] = None  # legend label in plots (default: name)
     leaderboard: bool = True
+    beyond_budget: bool = False  # trained past the ladder's shared budget: marked so on the leaderboard
     shared_with: Optional[str] = None  # an earlier chapter's slug ("07-gpt") whose run directories these are
 
     @property

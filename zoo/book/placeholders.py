@@ -94,6 +94,10 @@ def format_value(value: Any, spec: str | None, key: str = "") -> str:
         raise PlaceholderError(f"[[{key}]] names a group, not a value (it has: {', '.join(_keys(value))})")
     if value is None:
         raise PlaceholderError(f"[[{key}]] is empty in results.json")
+    if isinstance(value, list):  # a list of names reads as one: "a, b and c"
+        if not all(isinstance(v, str) for v in value) or spec:
+            raise PlaceholderError(f"[[{key}]] is a list; only a list of names can be quoted, and without a format")
+        return value[0] if len(value) == 1 else ", ".join(value[:-1]) + " and " + value[-1] if value else "none"
     if spec == "dur":
         return duration(value)
     if not spec:
@@ -138,23 +142,40 @@ def _link(slug: str, page: str) -> str:
 
 
 def leaderboard_rows(book: dict[str, dict | None]) -> list[dict]:
-    """One row per leaderboard run of every chapter that has results; the numbers the table shows."""
-    return [leaderboard_row(name, run["rung"], run["summary"], chapter=slug)
-            for slug, res in book.items() if res
-            for name, run in res["runs"].items() if run.get("leaderboard", True)]
+    """One row per leaderboard run of every chapter that has results; the numbers the table shows.
+    Rows past the ladder's shared budget (``beyond_budget``) come last, with ``beyond`` set; so do the
+    rows an experiment's analyse() adds under ``leaderboard_extra`` (a mixture of runs, say: not a run
+    itself), each {"name", "size", "wall_s", "val_bpc", "test_bpc", "seeds"} with stats for the bpcs."""
+    rows, beyond = [], []
+    for slug, res in book.items():
+        if not res:
+            continue
+        for name, run in res["runs"].items():
+            if run.get("leaderboard", True):
+                row = {**leaderboard_row(name, run["rung"], run["summary"], chapter=slug), "beyond": bool(run.get("beyond_budget"))}
+                (beyond if row["beyond"] else rows).append(row)
+        for extra in res.get("values", {}).get("leaderboard_extra", []):
+            beyond.append({**extra, "chapter": slug, "beyond": True, "tokens_per_s": None})
+    return rows + beyond
 
 
 def table(kind: str, book: dict[str, dict | None], here: str | None, page: str) -> str:
     if kind == "leaderboard":
         lines = ["| rung | params | training time | tokens/s | val bpc | test bpc | seeds |",
                  "|---|---:|---:|---:|---:|---:|---:|"]
-        for row in leaderboard_rows(book):
+        rows = leaderboard_rows(book)
+        for row in rows:
             tps = f"{row['tokens_per_s']:,.0f}" if row["tokens_per_s"] else "–"
-            lines.append(f"| [`{row['name']}`]({_link(row['chapter'], page)}) | {size_cell(row)} | "
+            mark = " †" if row["beyond"] else ""
+            size = row["size"] if "size" in row else size_cell(row)
+            lines.append(f"| [`{row['name']}`]({_link(row['chapter'], page)}){mark} | {size} | "
                          f"{row['wall_s']:.1f} s | {tps} | {spread(row['val_bpc'])} | {spread(row['test_bpc'])} | {row['seeds']} |")
         for slug, res in book.items():
             if res is None:
                 lines.append(f"| [{slug}]({_link(slug, page)}) | not yet run | | | | | |")
+        if any(row["beyond"] for row in rows):
+            lines += ["", "† Beyond the ladder's shared budget: more training steps than the other rows, "
+                          "or two runs mixed; see the linked chapter."]
         return "\n".join(lines)
     if kind == "timings":
         lines = ["| chapter | runs × seeds | training | total (train, score, sample) | device |",
@@ -164,8 +185,9 @@ def table(kind: str, book: dict[str, dict | None], here: str | None, page: str) 
             if not res:
                 lines.append(f"| [{slug}]({_link(slug, page)}) | not yet run | | | |")
                 continue
-            n = sum(len(r["per_seed"]) for r in res["runs"].values())
-            train = sum(m["wall_s"] for r in res["runs"].values() for m in r["per_seed"])
+            own = [r for r in res["runs"].values() if not r.get("shared_with")]  # shared runs count where they were trained
+            n = sum(len(r["per_seed"]) for r in own)
+            train = sum(m["wall_s"] for r in own for m in r["per_seed"])
             total += res["elapsed_s"]
             lines.append(f"| [{res['title']}]({_link(slug, page)}) | {n} | {duration(train)} | {duration(res['elapsed_s'])} | {res['device']} |")
         lines.append(f"| **all chapters, one run at a time** | | | **{duration(total)}** | |")

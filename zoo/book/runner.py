@@ -275,7 +275,8 @@ def assemble_chapter(plan: Plan, trained: dict[tuple[str, str, int], dict], root
             })
         results_runs[run.key] = {
             "rung": run.rung, "preset": run.preset, "overrides": run.overrides, "seeds": [m["seed"] for m in per_seed],
-            "label": run.label or run.key, "leaderboard": run.leaderboard,
+            "label": run.label or run.key, "leaderboard": run.leaderboard, "beyond_budget": run.beyond_budget,
+            "shared_with": run.shared_with,
             "summary": summarise(per_seed), "sample": per_seed[0]["sample"], "per_seed": per_seed,
         }
     values, compute_s = {}, 0.0
@@ -309,7 +310,8 @@ def assemble_chapter(plan: Plan, trained: dict[tuple[str, str, int], dict], root
         "versions": versions(),
         "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         # time to regenerate the chapter one run at a time: every run's train + evaluation + sampling, plus compute()
-        "elapsed_s": round(sum(m["elapsed_s"] for r in results_runs.values() for m in r["per_seed"]) + compute_s, 3),
+        # runs shared with an earlier chapter are that chapter's time, not this one's
+        "elapsed_s": round(sum(m["elapsed_s"] for r in results_runs.values() if not r["shared_with"] for m in r["per_seed"]) + compute_s, 3),
         "session_s": round(session_s + compute_s, 3),  # this invocation's wall time (less when runs were reused or ran in parallel)
         "compute_s": round(compute_s, 3),
         "runs": results_runs,

@@ -205,13 +205,7 @@ class NGram(nn.Module):
         """log P(next | context) for every position and every character, in float64: (B, T) -> (B, T, V)."""
         V, N = self.config.vocab_size, self.config.order
         B, T = idx.shape
-        idx = idx.to(self.keys.device)
-        # ctx[j]: local id of the j-gram ending at each position (-1 = unseen or running off the window).
-        ctx = [torch.zeros(B, T, dtype=torch.long, device=idx.device)]  # (B, T) the empty gram
-        for j in range(1, N):
-            before = torch.full((B, 1), 0 if j == 1 else -1, dtype=torch.long, device=idx.device)  # (B, 1)
-            parent = torch.cat([before, ctx[j - 1][:, :-1]], dim=1)  # (B, T): the (j-1)-gram ending at t-1
-            ctx.append(self._lookup(j, parent, idx))  # (B, T)
+        ctx = self._contexts(idx)  # ctx[j]: (B, T) local id of the j-gram ending at each position, -1 = unseen
 
         # --8<-- [start:interpolate]
         p = torch.full((B * T, V), 1.0 / V, dtype=torch.float64, device=idx.device)  # (B*T, V) P_0: uniform
@@ -239,6 +233,26 @@ class NGram(nn.Module):
                 p[at, w] += (count - D[count.long().clamp(max=3) - 1]).clamp(min=0) / total[at]  # ... plus discounted counts
         return p.log().view(B, T, V)  # (B, T, V)
         # --8<-- [end:interpolate]
+
+    def _contexts(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """ctx[j] (B, T) for j = 0..N-1: local id of the j-gram ending at each position (-1 = unseen, or
+        running off the window's start)."""
+        B, T = idx.shape
+        idx = idx.to(self.keys.device)
+        ctx = [torch.zeros(B, T, dtype=torch.long, device=idx.device)]  # (B, T) the empty gram
+        for j in range(1, self.config.order):
+            before = torch.full((B, 1), 0 if j == 1 else -1, dtype=torch.long, device=idx.device)  # (B, 1)
+            parent = torch.cat([before, ctx[j - 1][:, :-1]], dim=1)  # (B, T): the (j-1)-gram ending at t-1
+            ctx.append(self._lookup(j, parent, idx))  # (B, T)
+        return ctx
+
+    def context_counts(self, idx: torch.Tensor) -> torch.Tensor:
+        """c(h) for every position: how often its full context h (the N-1 characters ending at t) was
+        followed by a character in the training text; 0 if unseen or the window gives fewer than N-1.
+        (B, T) -> (B, T). How much the top order knows at each position (zoo.mixture buckets by it)."""
+        top = self._contexts(idx)[-1]  # (B, T)
+        total = self.ctx_total[self._rows(self.config.order - 1)]  # (U,)
+        return torch.where(top >= 0, total[top.clamp(min=0)].long(), 0)  # (B, T)
 
     def _children(self, j: int, c: torch.Tensor):
         """Rows (within the j-gram table) of every j-gram whose prefix is one of the contexts ``c``.
