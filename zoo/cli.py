@@ -3,8 +3,9 @@
     zoo list                                   rungs in ladder order
     zoo train RUNG [--preset P] [--data CORPUS] [--seed N] [--out DIR] [--resume DIR]
                    [--config FILE] [--model.* --data.* --optim.* --trainer.*] [--print_config]
-    zoo eval RUN_DIR [--split val|test] [--json] [--data CORPUS]
-    zoo sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
+    zoo check RUNG                             the conformance checks on one rung (exit 1 if any fails)
+    zoo eval RUN_DIR [--split val|test] [--json] [--data CORPUS] [--window N] [--mix RUN_DIR... [--weight W]]
+    zoo sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--mix RUN_DIR]
     zoo ladder [--preset quick|book] [--data CORPUS] [--seed N] [--out DIR] [--resume] [--rungs a,b]
     zoo chapter run NN [--smoke] [--force]     train a chapter's experiment, write its results.json and figures
     zoo book [--smoke] [--figures-only]        every chapter, then the home page's table and plot
@@ -30,7 +31,7 @@ from zoo.errors import Interrupted, ZooError
 from zoo.quiet import quiet_libraries
 from zoo.summary import duration
 
-COMMANDS = ("list", "train", "eval", "sample", "ladder", "chapter", "book")
+COMMANDS = ("list", "check", "train", "eval", "sample", "ladder", "chapter", "book")
 
 
 def _parser(prog: str, description: str) -> ArgumentParser:
@@ -61,12 +62,32 @@ def _default_out(stem: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- list
+def cmd_check(argv: list[str]) -> int:
+    """Every conformance check (zoo.conformance, the same code as the test suite) on one rung."""
+    p = _parser("zoo check", "Run the rung conformance checks on one registered rung (zoo's or a plug-in's).")
+    p.add_argument("rung", type=str, help="a registered rung's exact name (zoo list)")
+    args = p.parse_args(argv)
+    from zoo.conformance import run_checks
+
+    registry.get(args.rung)  # an unknown or broken rung: one line, exit 2
+    results = run_checks(args.rung)
+    width = max(len(c) for c, _, _ in results)
+    for check, status, line in results:
+        print(f"{status.upper():4s}  {check:{width}s}  {line}", flush=True)
+    failed = [c for c, status, _ in results if status == "fail"]
+    print(f"{args.rung}: {len(results) - len(failed)} of {len(results)} checks passed or skipped" +
+          (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
 def cmd_list(argv: list[str]) -> int:
     _parser("zoo list", "List the rungs in ladder order.").parse_args(argv)
     rows = registry.infos()
     width = max(len(r.name) for r in rows)
     for r in rows:
         print(f"{r.name:<{width}}  {r.chapter or '-':<20}  {r.summary}")
+    for name, why in registry.broken().items():  # listed, not fatal: every other rung still works
+        print(f"zoo list: {why}", file=sys.stderr)
     return 0
 
 
@@ -482,7 +503,7 @@ def cmd_book(argv: list[str]) -> int:
     return 0
 
 
-HANDLERS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "ladder": cmd_ladder,
+HANDLERS = {"list": cmd_list, "check": cmd_check, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "ladder": cmd_ladder,
             "chapter": cmd_chapter, "book": cmd_book}
 
 

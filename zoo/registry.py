@@ -50,6 +50,7 @@ class RungInfo:
 
 
 _REGISTRY: dict[str, RungInfo] = {}
+_BROKEN: dict[str, str] = {}  # entry-point name -> why that plug-in is not usable (every other rung still is)
 _loaded = False
 
 
@@ -90,8 +91,19 @@ def _load_all() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             ep.load()
-        except Exception as e:  # a broken plug-in must not take the whole CLI down
-            raise ZooError(f"could not load rung plug-in {ep.name!r} ({ep.value}): {e}") from e
+        except Exception as e:  # a broken plug-in must not take the whole CLI down: note it, load the rest
+            first = (str(e).strip().splitlines() or [""])[0]
+            _BROKEN[ep.name] = f"rung plug-in {ep.name!r} ({ep.value}) could not be loaded: {type(e).__name__}: {first}"
+            continue
+        if ep.name not in _REGISTRY:
+            _BROKEN[ep.name] = (f"rung plug-in {ep.name!r} ({ep.value}) loaded but registered no rung named {ep.name!r}: "
+                                f"is @register({ep.name!r}) missing on its class?")
+
+
+def broken() -> dict[str, str]:
+    """Installed plug-ins that could not be used, by entry-point name, each with one line saying why."""
+    _load_all()
+    return dict(_BROKEN)
 
 
 def infos() -> list[RungInfo]:
@@ -106,6 +118,8 @@ def names() -> list[str]:
 
 def get(name: str) -> RungInfo:
     _load_all()
+    if name not in _REGISTRY and name in _BROKEN:
+        raise ZooError(_BROKEN[name])
     if name not in _REGISTRY:
         valid = names()
         close = difflib.get_close_matches(name, valid, n=1, cutoff=0.4)

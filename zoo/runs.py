@@ -245,6 +245,17 @@ def prepare(config: RunConfig, tokenizer: CharTokenizer | None = None):
     return data, model
 
 
+def _require_causal(config: RunConfig, model, vocab_size: int) -> None:
+    """Refuse, before anything is written, a model whose logits at t depend on a later token: every
+    score it would earn is meaningless. A perturbation check on one tiny window (zoo.conformance)."""
+    from zoo.causality import causality_leak
+
+    leak = causality_leak(model, vocab_size, config.data.block_size, seed=config.seed)
+    if leak is not None:
+        raise ZooError(f"rung {config.rung!r} sees the future: {leak}; nothing was trained "
+                       f"(`zoo check {config.rung}` runs every conformance check)")
+
+
 def make_config(rung: str, preset: str = DEFAULT_PRESET, seed: int = 0, overrides: dict | None = None) -> RunConfig:
     """The RunConfig of rung + preset, with ``overrides`` ({"model": {...}, "data": {...}, ...}) on top."""
     info = registry.get(rung)
@@ -462,6 +473,7 @@ def train(config: RunConfig, out: str | os.PathLike, resume: bool = False, callb
                     _check_out(out)
             data, model = prepare(config, tokenizer)
             info = registry.get(config.rung)
+            _require_causal(config, model, data.vocab_size)
             clock = TrainClock()
             trainer = _make_trainer(config, out, [clock, interrupts, *callbacks], quiet) if info.trainable else None
             # every setting has been checked: from here on the run directory changes

@@ -16,8 +16,8 @@ then the parts the model is built from.
 
 Register it with ``@register("my-rung", chapter="...")`` from ``zoo.registry``. Inside zoo, a module in
 ``zoo/models/`` is picked up automatically; in your own package, add an entry point in the group
-``zoo.rungs`` (``my-rung = "my_package.my_module"``). zoo's conformance suite then checks it like every
-other rung: from a zoo checkout, ``python -m pytest tests/test_conformance.py -k my-rung``.
+``zoo.rungs`` (``my-rung = "my_package.my_module"``). ``zoo check my-rung`` then runs zoo's conformance
+checks on it, the same ones zoo's test suite runs on every rung.
 """
 
 from dataclasses import dataclass
