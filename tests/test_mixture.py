@@ -196,3 +196,11 @@ def trained_pydoc(tmp_path, capsys):
     code, _, err = run(capsys, "train", "bigram", "--data", "pydoc", "--out", tmp_path / "pydoc", *TINY)
     assert code == 0, err
     return tmp_path / "pydoc"
+
+
+def test_sampling_a_mixture_feeds_windows_every_part_accepts(runs, tiny_corpus, tmp_path, capsys):
+    """A network with a shorter window than the run it is mixed into: sampling past that window works."""
+    code, _, err = run(capsys, "train", "gpt", "--data", tiny_corpus, "--out", tmp_path / "short", *TINY, "--data.block_size", "8")
+    assert code == 0, err
+    code, out, err = run(capsys, "sample", runs["bengio-mlp"], "--mix", tmp_path / "short", "--weight", "0.5", "--tokens", "40")
+    assert code == 0 and len(out.strip()) >= 30, err

@@ -215,14 +215,7 @@ def cmd_eval(argv: list[str]) -> int:
         raise ZooError(f"--batches must be >= 1, got {args.batches}")
     if args.window is not None and args.window < 1:
         raise ZooError(f"--window must be >= 1 character, got {args.window}")
-    if args.weight is not None and args.mix is None:
-        raise ZooError("--weight is the mixing weight of --mix; give --mix RUN_DIR too")
-    from zoo.mixture import parse_weight
-
-    try:
-        weight = parse_weight(args.weight or "auto")
-    except ValueError as e:
-        raise ZooError(str(e)) from None
+    weight = _mix_weight(args)
     if args.mix is not None and len(args.mix) > 1 and weight != "auto":
         raise ZooError("with several --mix runs the weights are fitted on val (--weight auto); by-context and a given λ take one")
     run = load_run(args.run_dir)
@@ -307,20 +300,16 @@ def cmd_sample(argv: list[str]) -> int:
     p.add_argument("--weight", type=Optional[str], default=None,
                    help="with --mix: λ in [0, 1], or auto (fitted on the run's val split, the default)")
     args = p.parse_args(argv)
-    if args.weight is not None and args.mix is None:
-        raise ZooError("--weight is the mixing weight of --mix; give --mix RUN_DIR too")
-    from zoo.mixture import parse_weight
-
-    try:
-        weight = parse_weight(args.weight or "auto")
-    except ValueError as e:
-        raise ZooError(str(e)) from None
+    weight = _mix_weight(args)
     if weight == "by-context":
         raise ZooError("--weight by-context is for zoo eval; sampling takes one λ (a number, or auto)")
     run = load_run(args.run_dir)
     model, block = run.model, run.config.data.block_size
     if args.mix is not None:
-        model = _sampling_mixture(run, load_run(args.mix), weight)
+        other = load_run(args.mix)
+        model = _sampling_mixture(run, other, weight)
+        # windows every trained part accepts (a count-based part takes any length)
+        block = min([r.config.data.block_size for r in (run, other) if getattr(r.model, "trainable", True)] or [block])
     prompt = default_prompt(run.tokenizer) if args.prompt is None else args.prompt
     characters = generate(model, run.tokenizer, prompt, args.tokens, args.temperature, args.top_k, args.top_p,
                           args.seed, block_size=block)  # checks every argument first
@@ -339,6 +328,18 @@ def cmd_sample(argv: list[str]) -> int:
         return 130
     print()
     return 0
+
+
+def _mix_weight(args) -> str | float:
+    """--weight of eval and sample: only with --mix; auto, by-context or λ in [0, 1] (default auto)."""
+    from zoo.mixture import parse_weight
+
+    if args.weight is not None and args.mix is None:
+        raise ZooError("--weight is the mixing weight of --mix; give --mix RUN_DIR too")
+    try:
+        return parse_weight(args.weight or "auto")
+    except ValueError as e:
+        raise ZooError(str(e)) from None
 
 
 def _sampling_mixture(run, other, weight):

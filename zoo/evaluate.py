@@ -20,6 +20,7 @@ two runs (zoo.mixture); ``nanogpt_estimate`` is nanoGPT's estimator, not this pr
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from torch.nn import functional as F
@@ -59,6 +60,20 @@ def check_window(model: torch.nn.Module, block_size: int, window: int | None) ->
                          "the longest window this model accepts")
 
 
+@contextmanager
+def _scoring(model: torch.nn.Module, tokens: torch.Tensor, block_size: int, window: int | None):
+    """Check the inputs, put the model in eval mode (restored after), yield the tokens on its device."""
+    if len(tokens) < 2:
+        raise ValueError("need at least two tokens to score one")
+    check_window(model, block_size, window)
+    was_training = model.training
+    model.eval()
+    try:
+        yield tokens.to(_device(model))
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def score(model: torch.nn.Module, tokens: torch.Tensor, block_size: int, batch_size: int = 64, window: int | None = None) -> dict:
     """{"tokens", "nats", "bpc"} of ``model`` on the token sequence ``tokens`` (the protocol above).
@@ -66,22 +81,14 @@ def score(model: torch.nn.Module, tokens: torch.Tensor, block_size: int, batch_s
     ``window`` (default: the protocol's) scores with windows of that many tokens instead of block_size:
     every target then sees at most ``window`` tokens of context (and at least window - window // 2 after
     the first window); a stateful rung restarts from a fresh state in each window."""
-    if len(tokens) < 2:
-        raise ValueError("need at least two tokens to score one")
-    check_window(model, block_size, window)
-    was_training = model.training
-    model.eval()
-    tokens = tokens.to(_device(model))
     stateful = getattr(model, "stateful", False)
-    try:
+    with _scoring(model, tokens, block_size, window) as tokens:
         if window is not None:
             forward = (lambda x: model(x, None)[0]) if stateful else model
             return _score_windows(forward, tokens, window, batch_size)
         if stateful:
             return _score_stream(model, tokens, block_size)
         return _score_windows(model, tokens, block_size, batch_size)
-    finally:
-        model.train(was_training)
 
 
 @torch.no_grad()
@@ -92,21 +99,13 @@ def predictions(model: torch.nn.Module, tokens: torch.Tensor, block_size: int, b
     ``-predictions(...).gather(1, tokens[1:, None]).mean()`` is ``score``'s nats, and each row sums to one
     in probability. ``forward`` (default: the model's log-softmax) maps a window (B, T) to (B, T, K)
     instead, for per-position features such as an n-gram's context counts."""
-    if len(tokens) < 2:
-        raise ValueError("need at least two tokens to score one")
-    check_window(model, block_size, window)
-    was_training = model.training
-    model.eval()
-    tokens = tokens.to(_device(model))
     stateful = getattr(model, "stateful", False)
-    try:
+    with _scoring(model, tokens, block_size, window) as tokens:
         if stateful and window is None and forward is None:
             return _stream_rows(model, tokens, block_size)
         if forward is None:
             forward = (lambda x: model(x, None)[0].double().log_softmax(-1)) if stateful else (lambda x: model(x).double().log_softmax(-1))
         return _window_rows(forward, tokens, window or block_size, batch_size)
-    finally:
-        model.train(was_training)
 
 
 def _stream_rows(model, tokens, block_size) -> torch.Tensor:

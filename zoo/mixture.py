@@ -133,7 +133,8 @@ def score_rows(log_p: torch.Tensor, targets: torch.Tensor) -> dict:
 class Mixture(torch.nn.Module):
     """Two windowed runs as one model for sampling: forward returns log(λ p_a + (1 − λ) p_b) as logits.
 
-    Causal because both parts are; its window is the shorter of the two parts' (an n-gram takes any)."""
+    Causal because both parts are, and it sees as far back as the farther-sighted part. Feed it windows no
+    longer than the shorter block size of its trained parts (an n-gram takes any length): zoo sample does."""
 
     def __init__(self, a: torch.nn.Module, b: torch.nn.Module, weight: float):
         super().__init__()
