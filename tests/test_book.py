@@ -123,7 +123,13 @@ def test_runs_beyond_the_budget_and_mixtures_come_last_and_marked(two_chapters):
         ("ngram", False), ("bigram", True), ("bigram + ngram", True)]
     home = book.fill("[[table:leaderboard]]", two_chapters, None, "index.md")
     assert "| [`bigram + ngram`](chapters/00-setup/index.md) † | 4,225 + 10 n-grams × 6 | 21.0 s | – | 1.500 | 1.600 | 1 |" in home
-    assert "| [`bigram`](chapters/00-setup/index.md) † |" in home and "† Beyond the ladder's shared budget" in home
+    assert "| [`bigram`](chapters/00-setup/index.md) † |" in home and "† Not at the ladder's shared setting" in home
+    other = two_chapters["01-ngram"]
+    other["corpus"] = {"name": "pydoc", "vocab_size": 90}  # a chapter on another corpus: marked, not ranked alike
+    assert [r["name"] for r in book.leaderboard_rows(two_chapters) if not r["beyond"]] == []
+    other["corpus"] = {"name": "tinyshakespeare", "vocab_size": 65}
+    other["runs"]["ngram"]["per_seed"] = other["runs"]["ngram"]["per_seed"][:1]  # one seed at the shared budget
+    assert [r["name"] for r in book.leaderboard_rows(two_chapters) if not r["beyond"]] == []
     ch["runs"]["bigram"]["shared_with"] = "01-ngram"
     guide = book.fill("[[table:timings]]", two_chapters, None, "guides/reproduce.md")
     assert "[Setup](../chapters/00-setup/index.md) | 0 | 0 s |" in guide

@@ -126,7 +126,7 @@ def render_ladder_scores(book: dict[str, dict | None], path: Path) -> Path | Non
     ax.set_ylim(-0.7, len(rows) - 0.2)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("The ladder: every rung's final scores at the book's budget"
-                 + (" († past it)" if any(r["beyond"] for r in rows) else ""), fontsize=11)
+                 + (" († not at its shared setting)" if any(r["beyond"] for r in rows) else ""), fontsize=11)
     fig.tight_layout()
     return _save(plt, fig, path)
 

@@ -27,7 +27,8 @@ import posixpath
 import re
 from typing import Any
 
-from zoo.book.layout import RESULTS, book_record
+from zoo.book.layout import BOOK_CORPUS, RESULTS, book_record
+from zoo.config import BOOK_PRESET
 from zoo.errors import ZooError
 from zoo.summary import duration, is_stats, leaderboard_row, size_cell, spread
 
@@ -143,16 +144,22 @@ def _link(slug: str, page: str) -> str:
 
 def leaderboard_rows(book: dict[str, dict | None]) -> list[dict]:
     """One row per leaderboard run of every chapter that has results; the numbers the table shows.
-    Rows past the ladder's shared budget (``beyond_budget``) come last, with ``beyond`` set; so do the
+    Rows off the ladder's shared setting (``beyond_budget``, another corpus or preset, fewer than three
+    seeds) come last, with ``beyond`` set; so do the
     rows an experiment's analyse() adds under ``leaderboard_extra`` (a mixture of runs, say: not a run
     itself), each {"name", "size", "wall_s", "val_bpc", "test_bpc", "seeds"} with stats for the bpcs."""
     rows, beyond = [], []
     for slug, res in book.items():
         if not res:
             continue
+        corpus = (res.get("corpus") or {}).get("name", BOOK_CORPUS)
         for name, run in res["runs"].items():
             if run.get("leaderboard", True):
-                row = {**leaderboard_row(name, run["rung"], run["summary"], chapter=slug), "beyond": bool(run.get("beyond_budget"))}
+                # off the ladder's shared setting: more budget, another corpus or preset, fewer than 3 seeds
+                # (a chapter added outside zoo, say): such a row is marked, never ranked as if it were alike
+                off = (run.get("beyond_budget") or corpus != BOOK_CORPUS or run.get("preset", BOOK_PRESET) != BOOK_PRESET
+                       or len(run.get("per_seed", [])) < 3)
+                row = {**leaderboard_row(name, run["rung"], run["summary"], chapter=slug), "beyond": bool(off)}
                 (beyond if row["beyond"] else rows).append(row)
         for extra in res.get("values", {}).get("leaderboard_extra", []):
             beyond.append({**extra, "chapter": slug, "beyond": True, "tokens_per_s": None})
@@ -174,8 +181,8 @@ def table(kind: str, book: dict[str, dict | None], here: str | None, page: str) 
             if res is None:
                 lines.append(f"| [{slug}]({_link(slug, page)}) | not yet run | | | | | |")
         if any(row["beyond"] for row in rows):
-            lines += ["", "† Beyond the ladder's shared budget: more training steps than the other rows, "
-                          "or two runs mixed; see the linked chapter."]
+            lines += ["", "† Not at the ladder's shared setting (the book's corpus and preset, three seeds): more "
+                          "training steps, runs mixed, another corpus or preset, or fewer seeds; see the linked chapter."]
         return "\n".join(lines)
     if kind == "timings":
         lines = ["| chapter | runs × seeds | training | total (train, score, sample) | device |",
