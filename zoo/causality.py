@@ -1,7 +1,7 @@
 """Causality, checked exactly: logits at position t may depend on tokens <= t only (DESIGN.md).
 
 By perturbation: for every t, every token after t is changed, and the logits at positions <= t must
-not change at all (``torch.equal``, not a tolerance). A freshly initialised model can hide a leak — a
+not change at all (bit for bit, not within a tolerance; NaN in the same place counts as equal). A freshly initialised model can hide a leak — a
 zero-initialised output projection makes every attention block the identity at step 0 — so
 ``causality_leak`` also checks a copy whose parameters are jittered with noise; stateful rungs are
 checked after a first chunk has set their state as well. ``zoo train`` runs it before the first step
@@ -52,11 +52,13 @@ def causality_leak(model, vocab_size: int, block_size: int, seed: int = 0) -> st
 
     Checked on the model as it is and on a copy with every parameter jittered (a leak through a branch
     that starts at zero shows only then); a stateful model also after a first chunk has set its state."""
+    if vocab_size < 2:
+        return None  # one character: there is no other token to change the future to
     was_training = model.training
     model.eval()
     try:
         t = min(block_size, T) if block_size else T
-        idx = random_idx(seed, b=1, t=max(2, t), vocab_size=vocab_size)
+        idx = random_idx(seed, b=2, t=max(2, t), vocab_size=vocab_size)  # two sequences, as the suite always checked
         jittered = copy.deepcopy(model)
         g = torch.Generator().manual_seed(seed)
         for p in jittered.parameters():
@@ -66,7 +68,7 @@ def causality_leak(model, vocab_size: int, block_size: int, seed: int = 0) -> st
             if leak is not None:
                 return f"logits at position {leak} change when a later token changes{which}"
             if getattr(m, "stateful", False):
-                _, state = m(random_idx(seed + 1, b=1, t=idx.shape[1], vocab_size=vocab_size), None)
+                _, state = m(random_idx(seed + 1, b=idx.shape[0], t=idx.shape[1], vocab_size=vocab_size), None)
                 leak = first_leak(m, idx, vocab_size, state)
                 if leak is not None:
                     return f"after a carried state, logits at position {leak} change when a later token changes{which}"
