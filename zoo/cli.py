@@ -220,7 +220,6 @@ def cmd_eval(argv: list[str]) -> int:
         raise ZooError("with several --mix runs the weights are fitted on val (--weight auto); by-context and a given λ take one")
     run = load_run(args.run_dir)
     others = [load_run(d) for d in args.mix] if args.mix is not None else []
-    other = others[0] if len(others) == 1 else None
     corpus = load_corpus(args.data or run.config.data.corpus)
     splits = split(run.tokenizer.encode(corpus.text))  # unknown characters: a clear error
     block = run.config.data.block_size
@@ -245,12 +244,12 @@ def cmd_eval(argv: list[str]) -> int:
             from zoo.mixture import mix_many
 
             result = {"split": name, **mix_many(run, others, tokens, splits["val"], window=args.window)}
-        elif other is None:
-            result = {"split": name, **score(run.model, tokens, block, window=args.window)}
-        else:
+        elif others:
             from zoo.mixture import mix_runs
 
-            result = {"split": name, **mix_runs(run, other, tokens, weight, fit_tokens=splits["val"], window=args.window)}
+            result = {"split": name, **mix_runs(run, others[0], tokens, weight, fit_tokens=splits["val"], window=args.window)}
+        else:
+            result = {"split": name, **score(run.model, tokens, block, window=args.window)}
     except ValueError as e:  # a window the model cannot take, runs that cannot be mixed
         raise ZooError(str(e)) from None
     if args.window is not None:
@@ -277,8 +276,9 @@ def cmd_eval(argv: list[str]) -> int:
              "λ on " + run.config.rung + " by how often the n-gram saw the context: " +
              ", ".join(f"{k}: {v:.2f}" for k, v in w["by_context_count"].items()))
     parts = result["parts"]
-    print(f"{run.config.rung} + {other.config.rung} mixture {name}: {line}; {shown} ({how})\n"
-          f"  alone on the same characters: {run.config.rung} {parts['a']['bpc']:.4f} bpc, {other.config.rung} {parts['b']['bpc']:.4f} bpc")
+    other = others[0].config.rung
+    print(f"{run.config.rung} + {other} mixture {name}: {line}; {shown} ({how})\n"
+          f"  alone on the same characters: {run.config.rung} {parts['a']['bpc']:.4f} bpc, {other} {parts['b']['bpc']:.4f} bpc")
     return 0
 
 

@@ -61,17 +61,24 @@ def check_window(model: torch.nn.Module, block_size: int, window: int | None) ->
 
 
 @contextmanager
+def _eval_mode(model: torch.nn.Module):
+    """The model in eval mode for the block, its own mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+@contextmanager
 def _scoring(model: torch.nn.Module, tokens: torch.Tensor, block_size: int, window: int | None):
     """Check the inputs, put the model in eval mode (restored after), yield the tokens on its device."""
     if len(tokens) < 2:
         raise ValueError("need at least two tokens to score one")
     check_window(model, block_size, window)
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         yield tokens.to(_device(model))
-    finally:
-        model.train(was_training)
 
 
 @torch.no_grad()
@@ -108,10 +115,33 @@ def predictions(model: torch.nn.Module, tokens: torch.Tensor, block_size: int, b
         return _window_rows(forward, tokens, window or block_size, batch_size)
 
 
+def _stream_chunks(tokens, block_size):
+    """The stream in chunks of block_size: (x, y), inputs (1, T) and their targets (1, T), T <= block_size."""
+    for start in range(0, len(tokens) - 1, block_size):
+        y = tokens[start + 1 : start + block_size + 1][None]  # (1, T)
+        yield tokens[start : start + y.shape[1]][None], y  # (1, T), (1, T)
+
+
+def _window_batches(tokens, block_size, batch_size):
+    """The protocol's windows in batches of one length: (x, target, keep). x (B, T) are the inputs,
+    target (B, T) the index of the token each position predicts, keep (B, T) the positions scored (those
+    past what the window before already scored), so every target 1 .. n-1 is kept exactly once."""
+    by_length: dict[int, list[tuple[int, int, int]]] = {}
+    for w in windows(len(tokens), block_size):
+        by_length.setdefault(w[1] - w[0], []).append(w)
+    for length, group in by_length.items():
+        offsets = torch.arange(length, device=tokens.device)  # (T,)
+        for i in range(0, len(group), batch_size):
+            chunk = group[i : i + batch_size]
+            starts = torch.tensor([s for s, _, _ in chunk], device=tokens.device)  # (B,)
+            target = starts[:, None] + offsets + 1  # (B, T): position j of window (start, end, scored) predicts start+j+1
+            keep = target > torch.tensor([f for _, _, f in chunk], device=tokens.device)[:, None]  # (B, T)
+            yield tokens[target - 1], target, keep
+
+
 def _stream_rows(model, tokens, block_size) -> torch.Tensor:
     rows, state = [], None
-    for start in range(0, len(tokens) - 1, block_size):
-        x = tokens[start : start + min(block_size, len(tokens) - 1 - start)][None]  # (1, T)
+    for x, _ in _stream_chunks(tokens, block_size):
         logits, state = model(x, state)  # (1, T, V)
         rows.append(logits[0].double().log_softmax(-1).cpu())  # (T, V)
     return torch.cat(rows)  # (n-1, V)
@@ -119,34 +149,17 @@ def _stream_rows(model, tokens, block_size) -> torch.Tensor:
 
 def _window_rows(forward, tokens, block_size, batch_size) -> torch.Tensor:
     out = None
-    for length, chunk in _window_groups(len(tokens), block_size, batch_size):
-        offsets = torch.arange(length, device=tokens.device)  # (T,)
-        starts = torch.tensor([s for s, _, _ in chunk], device=tokens.device)  # (B,)
-        values = forward(tokens[starts[:, None] + offsets])  # (B, T, K)
-        target = starts[:, None] + offsets + 1  # (B, T) the target each position predicts
-        keep = target > torch.tensor([f for _, _, f in chunk], device=tokens.device)[:, None]  # (B, T)
+    for x, target, keep in _window_batches(tokens, block_size, batch_size):
+        values = forward(x)  # (B, T, K)
         if out is None:
             out = torch.empty(len(tokens) - 1, *values.shape[2:], dtype=values.dtype)  # (n-1, K)
         out[(target[keep] - 1).cpu()] = values[keep].cpu()
     return out
 
 
-def _window_groups(n_tokens: int, block_size: int, batch_size: int):
-    """(length, windows) batches of the protocol's windows, grouped by length so each batch is one tensor."""
-    by_length: dict[int, list[tuple[int, int, int]]] = {}
-    for w in windows(n_tokens, block_size):
-        by_length.setdefault(w[1] - w[0], []).append(w)
-    for length, group in by_length.items():
-        for i in range(0, len(group), batch_size):
-            yield length, group[i : i + batch_size]
-
-
 def _score_stream(model, tokens, block_size) -> dict:
     nats, state = torch.zeros((), dtype=torch.float64), None
-    for start in range(0, len(tokens) - 1, block_size):
-        x = tokens[start : start + block_size][None]  # (1, T)
-        y = tokens[start + 1 : start + block_size + 1][None]  # (1, T')
-        x = x[:, : y.shape[1]]
+    for x, y in _stream_chunks(tokens, block_size):
         logits, state = model(x, state)  # (1, T, V)
         nats += F.cross_entropy(logits[0].double(), y[0], reduction="sum").cpu()
     return _result(nats.item(), len(tokens) - 1)
@@ -154,15 +167,9 @@ def _score_stream(model, tokens, block_size) -> dict:
 
 def _score_windows(model, tokens, block_size, batch_size) -> dict:
     nats = torch.zeros((), dtype=torch.float64)
-    for length, chunk in _window_groups(len(tokens), block_size, batch_size):
-        offsets = torch.arange(length, device=tokens.device)  # (T,)
-        starts = torch.tensor([s for s, _, _ in chunk], device=tokens.device)  # (B,)
-        x = tokens[starts[:, None] + offsets]  # (B, T)
-        y = tokens[starts[:, None] + offsets + 1]  # (B, T)
+    for x, target, keep in _window_batches(tokens, block_size, batch_size):
         logits = model(x)  # (B, T, V)
-        # position j of window (start, end, scored) predicts target start+j+1; keep those > scored
-        keep = (starts[:, None] + offsets + 1) > torch.tensor([f for _, _, f in chunk], device=tokens.device)[:, None]  # (B, T)
-        nll = F.cross_entropy(logits.double().flatten(0, 1), y.flatten(), reduction="none")  # (B*T,)
+        nll = F.cross_entropy(logits.double().flatten(0, 1), tokens[target].flatten(), reduction="none")  # (B*T,)
         nats += nll[keep.flatten()].sum().cpu()
     return _result(nats.item(), len(tokens) - 1)
 
@@ -183,22 +190,18 @@ def nanogpt_estimate(model: torch.nn.Module, tokens: torch.Tensor, block_size: i
         raise ValueError("batches and batch_size must be >= 1")
     if len(tokens) < block_size + 1:
         raise ValueError(f"need more than block_size = {block_size} tokens, got {len(tokens)}")
-    was_training = model.training
-    model.eval()
-    device = next(iter(model.parameters()), next(iter(model.buffers()), torch.empty(0))).device
+    device = _device(model)
     tokens = tokens.to(device)
     generator = torch.Generator().manual_seed(seed)
     offsets = torch.arange(block_size, device=device)  # (T,)
     losses = torch.zeros(batches, dtype=torch.float64)  # (batches,)
-    try:
+    with _eval_mode(model):
         for k in range(batches):
             starts = torch.randint(len(tokens) - block_size, (batch_size,), generator=generator).to(device)  # (B,)
             x = tokens[starts[:, None] + offsets]  # (B, T)
             y = tokens[starts[:, None] + offsets + 1]  # (B, T)
             logits = model(x, None)[0] if getattr(model, "stateful", False) else model(x)  # (B, T, V)
             losses[k] = F.cross_entropy(logits.double().flatten(0, 1), y.flatten()).cpu()
-    finally:
-        model.train(was_training)
     nats = losses.mean().item()
     return {"estimator": "nanogpt", "batches": batches, "batch_size": batch_size, "block_size": block_size, "seed": seed,
             "tokens": batches * batch_size * block_size, "nats": nats, "bpc": nats / math.log(2)}

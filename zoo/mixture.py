@@ -124,6 +124,11 @@ def mix(log_a: torch.Tensor, log_b: torch.Tensor, lam: torch.Tensor | float) -> 
 # --8<-- [end:mix]
 
 
+def mix_simplex(logs: list[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+    """log Σ_k w_k p_k from K parts' log-probabilities (N, V) each and weights w (K,) on the simplex; float64."""
+    return torch.logsumexp(torch.stack([torch.log(w[k]) + log.double() for k, log in enumerate(logs)]), dim=0)  # (N, V)
+
+
 def score_rows(log_p: torch.Tensor, targets: torch.Tensor) -> dict:
     """{"tokens", "nats", "bpc"} of log-probability rows (N, V) at their targets (N,): the protocol's sums."""
     nats = -log_p.double().gather(1, targets[:, None].to(log_p.device)).sum().item() / len(targets)
@@ -145,8 +150,7 @@ class Mixture(torch.nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         log_a = self.a(idx).double().log_softmax(-1)  # (B, T, V)
         log_b = self.b(idx).double().log_softmax(-1)  # (B, T, V)
-        lam = torch.tensor(self.weight, dtype=torch.float64)
-        return torch.logaddexp(torch.log(lam) + log_a, torch.log1p(-lam) + log_b).float()  # (B, T, V)
+        return mix(log_a, log_b, self.weight).float()  # (B, T, V)
 
 
 WEIGHT_CHOICES = ("auto", "by-context")
@@ -191,13 +195,20 @@ def context_buckets(run, tokens: torch.Tensor, window: int | None = None) -> tor
     return count_buckets(rows[:, 0])
 
 
+def target_probs(log_p: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """The probability (n-1,) each row of log_p (n-1, V) gives its target, the next token of ``tokens``."""
+    return log_p.gather(1, tokens[1:, None])[:, 0].exp()
+
+
+def _same_tokens(a: torch.Tensor | None, b: torch.Tensor) -> bool:
+    return a is b or (a is not None and a.shape == b.shape and torch.equal(a, b))
+
+
 def fit_runs(a, b, tokens: torch.Tensor, by_context: bool = False, window: int | None = None) -> Weights:
     """λ (or λ per context-count bucket) for run a against run b, fitted on the targets of ``tokens``."""
     check_pair(a, b)
-    targets = tokens[1:, None]
-    pa = run_predictions(a, tokens, window).gather(1, targets)[:, 0].exp()  # (n-1,)
-    pb = run_predictions(b, tokens, window).gather(1, targets)[:, 0].exp()  # (n-1,)
-    return fit(pa, pb, context_buckets(b, tokens, window) if by_context else None)
+    return fit(target_probs(run_predictions(a, tokens, window), tokens), target_probs(run_predictions(b, tokens, window), tokens),
+               context_buckets(b, tokens, window) if by_context else None)
 
 
 def mix_many(a, others: list, tokens: torch.Tensor, fit_tokens: torch.Tensor, window: int | None = None) -> dict:
@@ -206,12 +217,12 @@ def mix_many(a, others: list, tokens: torch.Tensor, fit_tokens: torch.Tensor, wi
     parts = [a, *others]
     for other in others:
         check_pair(a, other)
-    fit_targets, targets = fit_tokens[1:, None], tokens[1:]
-    p = torch.stack([run_predictions(r, fit_tokens, window).gather(1, fit_targets)[:, 0].exp() for r in parts])  # (K, N)
-    w = fit_simplex(p)
     logs = [run_predictions(r, tokens, window) for r in parts]  # K × (n-1, V)
-    mixed = torch.logsumexp(torch.stack([torch.log(w[k]) + logs[k] for k in range(len(parts))]), dim=0)  # (n-1, V)
-    return {**score_rows(mixed, targets), "weights": {"simplex": w.tolist()},
+    # scored on the split it is fitted on (val): its predictions are already there
+    fit_logs = logs if _same_tokens(fit_tokens, tokens) else [run_predictions(r, fit_tokens, window) for r in parts]
+    w = fit_simplex(torch.stack([target_probs(log, fit_tokens) for log in fit_logs]))  # (K,) from (K, N)
+    targets = tokens[1:]
+    return {**score_rows(mix_simplex(logs, w), targets), "weights": {"simplex": w.tolist()},
             "parts": {str(r.dir): score_rows(log, targets) for r, log in zip(parts, logs)}}
 
 
@@ -229,6 +240,8 @@ def mix_runs(a, b, tokens: torch.Tensor, weight: str | float = "auto", fit_token
         weights = Weights(weight=weight)
     elif fit_tokens is None:
         raise ValueError("a fitted weight needs the tokens to fit it on")
+    elif _same_tokens(fit_tokens, tokens):  # scored on the split it is fitted on: reuse the predictions
+        weights = fit(target_probs(log_a, tokens), target_probs(log_b, tokens), buckets)
     else:
         weights = fit_runs(a, b, fit_tokens, by_context=weight == "by-context", window=window)
     mixed = mix(log_a, log_b, weights.per_target(buckets, len(targets)))  # (n-1, V)

@@ -12,14 +12,13 @@ from zoo.book import RunSpec
 
 CORPUS = "tinyshakespeare"
 LADDER_STEPS = 2000
+LONGER = {"gpt": (2, 4), "lstm": (2, 8)}  # each network's compute curve past 1×: these multiples of the ladder's steps
 
 
-def more_steps(rung: str, times: int, **overrides) -> RunSpec:
+def more_steps(rung: str, times: int) -> RunSpec:
     """The rung's book recipe trained ``times`` × the ladder's steps (one seed): a point on its compute curve."""
-    section = {"trainer": {"max_steps": times * LADDER_STEPS}}
-    if overrides:
-        section["model"] = overrides
-    return RunSpec(rung, name=f"{rung}-{times}x", label=f"{rung}, {times}× steps", overrides=section, seeds=(0,), leaderboard=False)
+    return RunSpec(rung, name=f"{rung}-{times}x", label=f"{rung}, {times}× steps",
+                   overrides={"trainer": {"max_steps": times * LADDER_STEPS}}, seeds=(0,), leaderboard=False)
 
 
 RUNS = [
@@ -27,8 +26,7 @@ RUNS = [
     RunSpec("lstm", shared_with="04-rnn", leaderboard=False),
     RunSpec("vaswani", shared_with="06-vaswani", leaderboard=False),
     RunSpec("gpt", shared_with="07-gpt", leaderboard=False),
-    more_steps("gpt", 2), more_steps("gpt", 4),
-    more_steps("lstm", 2), more_steps("lstm", 8),
+    *(more_steps(rung, times) for rung, multiples in LONGER.items() for times in multiples),
     # --8<-- [start:best]
     # the best network: chapter 7's gpt, with dropout 0.1 and six times the steps (chosen on val)
     RunSpec("gpt", name="best", label="gpt, dropout 0.1, 6× steps", seeds=(0,), leaderboard=True, beyond_budget=True,
@@ -102,7 +100,7 @@ def curves(run_dirs: dict) -> dict:
     out = {"ngram": {"val": ngram["val"]["bpc"], "test": ngram["test"]["bpc"]}}
     for net in NETWORKS:
         points = []
-        for key in [net] + sorted((k for k in run_dirs if k.startswith(f"{net}-") and k.endswith("x")), key=lambda k: int(k.split("-")[1][:-1])):
+        for key in [net] + [f"{net}-{times}x" for times in LONGER.get(net, ())]:
             ms = [_metrics(d) for d in run_dirs[key]]
             point = {"times": ms[0]["steps"] // LADDER_STEPS, "steps": ms[0]["steps"], "tokens": ms[0]["tokens_seen"],
                      "wall_s": statistics.mean(m["wall_s"] for m in ms), "seeds": len(ms)}
@@ -150,7 +148,7 @@ def context_used(runs: dict, val) -> dict:
         for w in WINDOWS:
             values = [score(r.model, val, r.config.data.block_size, window=min(w, r.config.data.block_size))["bpc"] for r in models]
             rows[str(w)] = {"bpc": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else None}
-        full = _metrics(runs[key][0].dir)["val"]["bpc"] if len(models) == 1 else statistics.mean(_metrics(r.dir)["val"]["bpc"] for r in models)
+        full = statistics.mean(_metrics(r.dir)["val"]["bpc"] for r in models)
         out[key] = {"windows": rows, "protocol": full, "gain_32_to_128": rows["32"]["bpc"] - rows["128"]["bpc"],
                     "gain_8_to_32": rows["8"]["bpc"] - rows["32"]["bpc"]}
     return out
@@ -164,7 +162,7 @@ def mixtures(runs: dict, splits: dict) -> dict:
 
     import torch
 
-    from zoo.mixture import bucket_label, context_buckets, fit, mix, run_predictions, score_rows
+    from zoo.mixture import bucket_label, context_buckets, fit, mix, run_predictions, score_rows, target_probs
 
     ngram = runs["ngram"][0]
     log_b = {s: run_predictions(ngram, splits[s]) for s in ("val", "test")}  # (n-1, V) each
@@ -175,8 +173,7 @@ def mixtures(runs: dict, splits: dict) -> dict:
         per_seed = []
         for run in runs[key]:
             log_a = {s: run_predictions(run, splits[s]) for s in ("val", "test")}
-            pa = log_a["val"].gather(1, targets["val"][:, None])[:, 0].exp()
-            pb = log_b["val"].gather(1, targets["val"][:, None])[:, 0].exp()
+            pa, pb = target_probs(log_a["val"], splits["val"]), target_probs(log_b["val"], splits["val"])
             one, by = fit(pa, pb), fit(pa, pb, buckets["val"])
             seed = {"weight": one.weight, "by_context": by.describe()["by_context_count"]}
             for s in ("val", "test"):
@@ -185,6 +182,7 @@ def mixtures(runs: dict, splits: dict) -> dict:
                            "mix_by_context": score_rows(mix(log_a[s], log_b[s], by.per_target(buckets[s], len(targets[s]))), targets[s])["bpc"]}
             per_seed.append(seed)
             if key == "best":
+                best_logs = log_a  # the three-way mixture below reuses them
                 out["per_character"] = per_character(log_a["test"], log_b["test"], targets["test"], buckets["test"], run.tokenizer)
         summary = {"seeds": len(per_seed), "weight": statistics.mean(p["weight"] for p in per_seed), "by_context": per_seed[0]["by_context"]}
         for s in ("val", "test"):
@@ -195,26 +193,25 @@ def mixtures(runs: dict, splits: dict) -> dict:
             summary[s]["gain_by_context"] = min(summary[s]["network"], summary[s]["ngram"]) - summary[s]["mix_by_context"]
         out[key.replace("-", "_")] = summary
     out["buckets"] = [bucket_label(k) for k in range(int(max(b.max() for b in buckets.values())) + 1)]
-    out["three"] = three_way(runs, splits, log_b)
+    out["three"] = three_way(runs, splits, best_logs, log_b)
     return out
 
 
-def three_way(runs: dict, splits: dict, log_b: dict) -> dict:
+def three_way(runs: dict, splits: dict, best_logs: dict, log_b: dict) -> dict:
     """The best run, gpt at 2× and the 7-gram, weights on the simplex fitted on val by EM (``zoo eval BEST
     --mix GPT_2X NGRAM``): two networks of different training disagree where each is unsure."""
     import torch
 
-    from zoo.mixture import fit_simplex, run_predictions, score_rows
+    from zoo.mixture import fit_simplex, mix_simplex, run_predictions, score_rows, target_probs
 
-    parts = {"best": {s: run_predictions(runs["best"][0], splits[s]) for s in ("val", "test")},
-             "gpt-2x": {s: run_predictions(runs["gpt-2x"][0], splits[s]) for s in ("val", "test")}, "ngram": log_b}
+    parts = {"best": best_logs, "gpt-2x": {s: run_predictions(runs["gpt-2x"][0], splits[s]) for s in ("val", "test")}, "ngram": log_b}
     names = list(parts)
-    targets = {s: splits[s][1:] for s in ("val", "test")}
-    w = fit_simplex(torch.stack([parts[n]["val"].gather(1, targets["val"][:, None])[:, 0].exp() for n in names]))
+    w = fit_simplex(torch.stack([target_probs(parts[n]["val"], splits["val"]) for n in names]))  # (3,)
     out = {"weights": dict(zip(names, w.tolist()))}
     for s in ("val", "test"):
-        mixed = torch.logsumexp(torch.stack([torch.log(w[k]) + parts[n][s] for k, n in enumerate(names)]), dim=0)
-        out[s] = {"mix": score_rows(mixed, targets[s])["bpc"], **{n: score_rows(parts[n][s], targets[s])["bpc"] for n in names}}
+        targets = splits[s][1:]
+        mixed = mix_simplex([parts[n][s] for n in names], w)  # (n-1, V)
+        out[s] = {"mix": score_rows(mixed, targets)["bpc"], **{n: score_rows(parts[n][s], targets)["bpc"] for n in names}}
         out[s]["gain"] = min(out[s][n] for n in names) - out[s]["mix"]
     return out
 
