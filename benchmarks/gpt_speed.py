@@ -2,6 +2,12 @@
 
     python benchmarks/gpt_speed.py [--preset nanogpt-cpu] [--steps 10] [--rounds 5] [--variants a,b,...]
                                    [--threads N] [--profile] [--json]
+    python benchmarks/gpt_speed.py --nanogpt PATH [--nanogpt-steps 300] [--rounds 5] [--json]
+
+The second form is the end-to-end comparison: zoo's default `zoo train gpt --preset nanogpt-cpu` against
+nanoGPT's own train.py at the same size, from a nanoGPT checkout you point at (git clone
+https://github.com/karpathy/nanoGPT; prepare its shakespeare_char data once), alternating runs in one
+process and printing the median of the per-round ratios.
 
 A benchmark, not a test. Each variant is a way of running the same training step (forward, cross-entropy,
 backward, gradient clipping, AdamW step) on the same model; the variants run round-robin, ``--steps``
@@ -51,8 +57,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -166,6 +176,70 @@ def profile(runner: Runner, steps: int = 10, rows: int = 18) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
+# nanoGPT's README, "I only have a macbook": train_shakespeare_char.py on a CPU, the size of the nanogpt-cpu preset
+NANOGPT_CPU_ARGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20",
+                    "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4",
+                    "--n_embd=128", "--lr_decay_iters=2000", "--dropout=0.0"]
+NANOGPT_ITER = re.compile(r"^iter (\d+): loss [\d.]+, time ([\d.]+)ms", re.M)
+
+
+def nanogpt_tokens_per_s(checkout: Path, steps: int, skip: int = 5) -> float:
+    """nanoGPT's own train.py at its CPU configuration: tokens/s over its logged iteration times, the first
+    ``skip`` (start-up; iteration 0 also holds an evaluation) left out, so nanoGPT gets its steady state."""
+    out_dir = tempfile.mkdtemp(prefix="nanogpt-bench-")
+    try:
+        done = subprocess.run([sys.executable, "train.py", *NANOGPT_CPU_ARGS, f"--max_iters={steps}",
+                               f"--eval_interval={steps + 1000}", f"--out_dir={out_dir}", "--always_save_checkpoint=False"],
+                              cwd=checkout, capture_output=True, text=True, timeout=3600)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    times = [float(ms) for it, ms in NANOGPT_ITER.findall(done.stdout) if int(it) >= skip]
+    if done.returncode != 0 or not times:
+        sys.exit(f"nanoGPT's train.py failed in {checkout}: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    return 12 * 64 * len(times) / (sum(times) / 1000)
+
+
+def zoo_tokens_per_s(steps: int, corpus: str) -> float:
+    """`zoo train gpt --preset nanogpt-cpu` with zoo's defaults: tokens/s as the run's metrics.json reports it
+    (every training step, its own start-up included; validation excluded)."""
+    out_dir = Path(tempfile.mkdtemp(prefix="zoo-bench-")) / "run"
+    try:
+        done = subprocess.run([sys.executable, "-m", "zoo", "train", "gpt", "--preset", "nanogpt-cpu", "--data", corpus,
+                               "--trainer.max_steps", str(steps), "--trainer.val_every", str(steps), "--out", str(out_dir)],
+                              capture_output=True, text=True, timeout=3600, cwd=Path(__file__).resolve().parents[1])
+        if done.returncode != 0:
+            sys.exit(f"zoo train failed: {done.stderr.strip().splitlines()[-1:]}")
+        return json.loads((out_dir / "metrics.json").read_text())["tokens_per_s"]
+    finally:
+        shutil.rmtree(out_dir.parent, ignore_errors=True)
+
+
+def versus_nanogpt(checkout: Path, steps: int, rounds: int, corpus: str, as_json: bool) -> None:
+    """zoo's default `zoo train` against nanoGPT's train.py at the same size, A B A B in one run: the median
+    of the per-round ratios (and their range), since only ratios taken side by side survive a shared machine."""
+    if not (checkout / "train.py").is_file() or not (checkout / "config" / "train_shakespeare_char.py").is_file():
+        sys.exit(f"--nanogpt {checkout}: not a nanoGPT checkout (no train.py and config/train_shakespeare_char.py); "
+                 "git clone https://github.com/karpathy/nanoGPT")
+    if not (checkout / "data" / "shakespeare_char" / "train.bin").is_file():
+        sys.exit(f"--nanogpt {checkout}: its data is not prepared; run `python data/shakespeare_char/prepare.py` there "
+                 "(with $ZOO_DATA_DIR/tinyshakespeare.txt copied to data/shakespeare_char/input.txt, it downloads nothing)")
+    zoo_rates, nano_rates = [], []
+    for _ in range(rounds):
+        nano_rates.append(nanogpt_tokens_per_s(checkout, steps))
+        zoo_rates.append(zoo_tokens_per_s(steps, corpus))
+    ratios = [z / n for z, n in zip(zoo_rates, nano_rates)]
+    result = {"steps": steps, "rounds": rounds, "zoo_tokens_per_s": zoo_rates, "nanogpt_tokens_per_s": nano_rates,
+              "ratios": ratios, "median_ratio": statistics.median(ratios), "torch": torch.__version__,
+              "threads": torch.get_num_threads()}
+    if as_json:
+        print(json.dumps(result))
+        return
+    print(f"gpt @ nanogpt-cpu, {steps} steps a run, {rounds} rounds (nanoGPT, zoo, nanoGPT, zoo, ...), torch {torch.__version__}")
+    print(f"nanoGPT train.py (--device=cpu --compile=False): median {statistics.median(nano_rates):,.0f} tokens/s")
+    print(f"zoo train gpt --preset nanogpt-cpu (defaults):    median {statistics.median(zoo_rates):,.0f} tokens/s")
+    print(f"zoo / nanoGPT: median {statistics.median(ratios):.2f}x (per round: {', '.join(f'{r:.2f}' for r in ratios)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="nanogpt-cpu", help="the gpt preset whose model/data/optim sizes to use")
@@ -176,7 +250,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of the eager baseline")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--nanogpt", type=Path, default=None, metavar="PATH",
+                    help="instead: zoo's default `zoo train` against nanoGPT's train.py from the checkout at PATH")
+    ap.add_argument("--nanogpt-steps", type=int, default=300, help="training steps of each run in --nanogpt mode")
+    ap.add_argument("--corpus", default="tinyshakespeare", help="zoo's corpus in --nanogpt mode")
     args = ap.parse_args()
+    if args.nanogpt is not None:
+        return versus_nanogpt(args.nanogpt.resolve(), args.nanogpt_steps, args.rounds, args.corpus, args.json)
     global DEFAULT_THREADS
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -39,10 +39,16 @@ def _root(config) -> Path:
 def on_config(config):
     root = _root(config)
     _state["root"] = root
-    _state["chapters"] = layout.chapters(root)
+    try:
+        _state["chapters"] = layout.site_chapters(root)
+    except ZooError as e:
+        raise PluginError(str(e)) from None
     _state.pop("book", None)
     snippets = config.mdx_configs.setdefault("pymdownx.snippets", {})
-    snippets["base_path"] = [str(root)]
+    # snippets resolve against zoo's checkout, a book of your own ($ZOO_BOOK_ROOT), and the source folders
+    # of installed plug-in rungs, so a chapter can show a plug-in's code by its own markers
+    bases = [root, *{c.path.parent.parent for c in _state["chapters"]}, *layout.plugin_source_roots()]
+    snippets["base_path"] = list(dict.fromkeys(str(b) for b in bases))
     snippets["check_paths"] = True  # a missing file or section marker is an error, not an empty block
     for entry in config.nav or []:
         if isinstance(entry, dict) and "Chapters" in entry:
@@ -82,12 +88,35 @@ def on_page_markdown(markdown, page, config, files):
     here = src.split("/")[1] if src.startswith("chapters/") and src.count("/") >= 2 else None
     try:
         if "book" not in _state:  # every results.json, read once per build (on_config starts a new build)
-            _state["book"] = layout.load_book(_state["root"])
+            _state["book"] = layout.load_book(found=_state["chapters"])
         book = _state["book"]
-        text = placeholders.fill(markdown, book, here, page=src)
+        markdown = SECTION_MARKER.sub(r";\1", markdown)
+        text = _verbatim_fences(markdown, lambda part: placeholders.fill(part, book, here, page=src))
         return _after_title(text, placeholders.draft_notice(book.get(here))) if here else text
     except ZooError as e:
         raise PluginError(str(e)) from None
+
+
+# A fence whose opening line ends in the word "verbatim" shows its content as written: e.g. a chapter.md
+# in a guide, whose placeholders and snippet lines are the syntax being taught, not things to fill in.
+VERBATIM = re.compile(r"^(?P<open>(?P<fence>`{3,}|~{3,})[^\n]*?)[ \t]+verbatim[ \t]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
+# pymdownx.snippets drops every line of a page holding a section marker ("# --8<-- [start:name]"): in a page
+# (not a file it includes) a marker is always an example of the syntax, so it is escaped to be shown as written.
+SECTION_MARKER = re.compile(r"(?<!;)(-+8<-+[ \t]+\[[ \t]*(?:start|end)[ \t]*:)", re.I)
+SNIPPET_LINE = re.compile(r"^([ \t]*)(-{1,}8<-{1,})", re.M)
+
+
+def _verbatim_fences(markdown: str, fill) -> str:
+    """``fill`` the text outside verbatim fences; inside them drop the "verbatim" flag, leave placeholders
+    alone and escape snippet lines (pymdownx.snippets turns ";--8<--" back into "--8<--")."""
+    out, pos = [], 0
+    for m in VERBATIM.finditer(markdown):
+        out.append(fill(markdown[pos:m.start()]))
+        body = SNIPPET_LINE.sub(r"\1;\2", m.group("body"))
+        out.append(f"{m.group('open')}\n{body}{m.group('fence')}")
+        pos = m.end()
+    out.append(fill(markdown[pos:]))
+    return "".join(out)
 
 
 def _after_title(markdown: str, notice: str) -> str:
@@ -127,7 +156,8 @@ MARKER_LINE = re.compile(r'[ \t]*<span class="c1"># --8&lt;-- \[(?:start|end):[\
 
 
 def on_page_content(content, page, config, files):
-    content = MARKER_LINE.sub("", content)
+    if page.file.src_uri.startswith("reference/"):  # a guide that teaches the markers keeps them
+        content = MARKER_LINE.sub("", content)
     return MATH.sub(lambda m: _mathml(m, page.file.src_uri), content)
 
 

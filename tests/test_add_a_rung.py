@@ -20,11 +20,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "guides" / "add-a-rung.md"
 RUNG = "decay-bag"
-BLOCK = re.compile(r'^```(\w+) title="(zoo-decay-bag/[^"]+)"\n(.*?)^```', re.S | re.M)
+BLOCK = re.compile(r'^(`{3,})(\w+) title="(zoo-decay-bag/[^"]+)"( verbatim)?\n(.*?)^\1$', re.S | re.M)
+PACKAGE = {"zoo-decay-bag/pyproject.toml", "zoo-decay-bag/zoo_decay_bag/__init__.py"}
+CHAPTER = {"zoo-decay-bag/book/chapters/90-decay-bag/experiment.py", "zoo-decay-bag/book/chapters/90-decay-bag/chapter.md"}
 
 
 def guide_files() -> dict[str, str]:
-    return {path: body for _, path, body in BLOCK.findall(GUIDE.read_text(encoding="utf-8"))}
+    return {path: body for _, _, path, _, body in BLOCK.findall(GUIDE.read_text(encoding="utf-8"))}
 
 
 def zoo_cmd(*args) -> list[str]:
@@ -36,7 +38,7 @@ def installed(tmp_path_factory):
     """The guide's package, pip-installed (--no-deps --no-build-isolation) into a target folder."""
     tmp = tmp_path_factory.mktemp("add-a-rung")
     files = guide_files()
-    assert set(files) == {"zoo-decay-bag/pyproject.toml", "zoo-decay-bag/zoo_decay_bag/__init__.py"}, files.keys()
+    assert set(files) == PACKAGE | CHAPTER, files.keys()
     for rel, body in files.items():
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp / rel).write_text(body, encoding="utf-8")
@@ -173,3 +175,51 @@ def test_a_rung_that_sees_the_future_is_refused_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
     out = run(zoo_cmd("check", "leaky"), env)
     assert out.returncode == 1 and "FAIL  causality" in out.stdout, out.stdout
+
+
+def git(folder: Path, *args):
+    out = subprocess.run(["git", "-C", str(folder), "-c", "user.name=zoo test", "-c", "user.email=test@zoo.invalid",
+                          "-c", "commit.gpgsign=false", *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_chapter_outside_zoo_runs_and_builds_into_the_site(installed, tmp_path):
+    """The guide's step 6, from its own files: the chapter lives in the package's folder (a git repository of
+    its own), `zoo chapter run 90` with ZOO_BOOK_ROOT writes its results there, and zoo's site, built with
+    ZOO_BOOK_ROOT set, shows it: numbers filled in, the plug-in's own forward() included by its snippet
+    markers, the guide itself showing the chapter's syntax as written. (One seed, the embedded corpus.)"""
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install -e '.[docs]'")
+    tmp, env = installed
+    folder = tmp / "zoo-decay-bag"
+    git(folder, "init", "-q")
+    git(folder, "add", "-A")
+    git(folder, "commit", "-q", "-m", "decay-bag: a rung and its chapter")
+    env = {**env, "ZOO_BOOK_ROOT": str(folder / "book")}
+    listed = run(zoo_cmd("chapter", "list"), env)
+    assert listed.returncode == 0 and "90-decay-bag" in listed.stdout, listed.stdout + listed.stderr
+    ran = run(zoo_cmd("chapter", "run", "90", "--data", "pydoc", "--seeds", "0", "--jobs", "1"), env, timeout=900)
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    chapter = folder / "book" / "chapters" / "90-decay-bag"
+    results = json.loads((chapter / "results.json").read_text())
+    bpc = results["runs"]["decay-bag"]["per_seed"][0]["val"]["bpc"]
+    assert (chapter / "figures" / "curves.png").is_file()
+    site = tmp_path / "site"
+    built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)], cwd=ROOT,
+                           env={**env, "NO_MKDOCS_2_WARNING": "1"}, capture_output=True, text=True, timeout=600)
+    log = built.stdout + built.stderr
+    assert built.returncode == 0 and not re.search(r"^(WARNING|ERROR)\b", log, re.M), log[-5000:]
+    page = plain_text(site / "chapters" / "90-decay-bag" / "index.html")
+    assert f"{bpc:.3f}" in page and "[[" not in page
+    assert "h_t = sum over s <= t of decay^(t-s) x_s" in page  # the plug-in's forward(), by its markers
+    assert "--8<--" not in page
+    assert "90-decay-bag" in (site / "index.html").read_text(encoding="utf-8")  # its run on the leaderboard, marked
+    guide = plain_text(site / "guides" / "add-a-rung" / "index.html")
+    assert "[[decay-bag.val.bpc|.3f±]]" in guide and '\n--8<-- "zoo_decay_bag/__init__.py:forward"' in guide
+    assert "# --8<-- [start:forward]" in guide  # the markers to copy, shown in the package's listing
+
+
+def plain_text(page: Path) -> str:
+    """A built page's text, tags stripped (highlighted code is split into spans) and entities decoded."""
+    import html
+
+    return html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))

@@ -152,3 +152,31 @@ def test_two_processes_agree_on_the_weights(tmp_path, tiny_corpus):
     assert metrics["tokens_seen"] == 6 * 2 * 8 * 16  # two shards of 8 windows per step
     single = zoo.train(tiny(tiny_corpus, max_steps=6, val_every=3), tmp_path / "single", quiet=True)
     assert not all(torch.equal(r0[f"model.{k}"] if f"model.{k}" in r0 else r0[k], v) for k, v in weights(tmp_path / "single").items() if k in r0)
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16-mixed"), (False, "32-true")])
+def test_precision_auto_is_bf16_only_where_the_cpu_multiplies_bf16(monkeypatch, native, expected):
+    from zoo.runs import auto_precision, resolve
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert auto_precision("cpu") == expected
+    config = zoo.make_config("gpt", "quick")  # make_config resolves: "auto" never reaches Lightning
+    assert config.trainer.precision == expected
+    explicit = zoo.make_config("gpt", "quick", overrides={"trainer": {"precision": "32-true"}})
+    assert resolve(explicit).trainer.precision == "32-true"  # an explicit choice is kept
+
+
+def test_config_yaml_records_what_auto_became(tmp_path, tiny_corpus):
+    """A resumed or repeated run trains in the precision the run started with, whatever machine it is on."""
+    import dataclasses
+
+    import yaml
+
+    from zoo.runs import auto_precision
+
+    config = tiny(tiny_corpus, rung="mlp-mixer", max_steps=4)
+    config = dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, precision="auto"))
+    zoo.train(config, tmp_path / "run", quiet=True)
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["trainer"]["precision"] == auto_precision("cpu") != "auto"

@@ -55,7 +55,7 @@ class TrainerConfig:
     devices: Any = 1  # Lightning devices: an int, a list, or "auto"
     strategy: str = "auto"  # Lightning strategy, e.g. "ddp" to shard batches across processes
     num_nodes: int = 1
-    precision: str = "32-true"  # Lightning precision, e.g. "bf16-mixed"
+    precision: str = "auto"  # Lightning precision ("32-true", "bf16-mixed", ...); "auto": see zoo.runs.auto_precision
     progress_bar: bool = True
     threads: int = 0  # torch intra-op threads; 0 = torch's default. 1 is far faster on a busy shared CPU
 

@@ -145,10 +145,49 @@ def book_record(root: Path | None = None) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def load_book(root: Path | None = None) -> dict[str, dict | None]:
-    """slug -> results dict (None for a chapter not yet run), in chapter order."""
+def site_chapters(site_root: Path) -> list[Chapter]:
+    """The chapters a site built from ``site_root`` shows: its own, and those of $ZOO_BOOK_ROOT when that is
+    another folder (a book of your own chapters, kept outside zoo's checkout), in number order. Two
+    chapters with one slug would be one page: refused."""
+    found = chapters(site_root)
+    extra = os.environ.get("ZOO_BOOK_ROOT")
+    if extra and Path(extra).resolve() != site_root.resolve():
+        mine = {c.slug: c for c in found}
+        for c in chapters(Path(extra).resolve()):
+            if c.slug in mine:
+                raise ZooError(f"chapter {c.slug} is both in {mine[c.slug].path} and in {c.path} ($ZOO_BOOK_ROOT); rename one")
+            found.append(c)
+    return sorted(found, key=lambda c: c.slug)
+
+
+def plugin_source_roots() -> list[Path]:
+    """The folders holding the modules that installed plug-ins register rungs from (their ``zoo.rungs`` entry
+    points), so that a chapter's snippet ``--8<-- "my_package/model.py:forward"`` can show a plug-in's own
+    source. Located without importing anything; a plug-in that cannot be found is left out (``zoo list``
+    reports it)."""
+    from importlib.metadata import entry_points
+
+    roots = []
+    for ep in entry_points(group="zoo.rungs"):
+        top = ep.value.split(":")[0].strip().split(".")[0]
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.origin or not Path(spec.origin).is_file():
+            continue
+        origin = Path(spec.origin).resolve()
+        root = origin.parent.parent if origin.name == "__init__.py" else origin.parent
+        if root not in roots:
+            roots.append(root)
+    return roots
+
+
+def load_book(root: Path | None = None, found: list[Chapter] | None = None) -> dict[str, dict | None]:
+    """slug -> results dict (None for a chapter not yet run), in chapter order: of the chapters under
+    ``root``, or of the chapters ``found``."""
     out = {}
-    for c in chapters(root):
+    for c in found if found is not None else chapters(root):
         try:
             out[c.slug] = c.results()
         except json.JSONDecodeError as e:
