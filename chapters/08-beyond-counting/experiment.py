@@ -91,17 +91,19 @@ def _metrics(run_dir) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def curves(run_dirs: dict) -> dict:
+def curves(run_dirs: dict, longer: dict = LONGER, extra_seeds: dict | None = None) -> dict:
     """Per network and budget (× the ladder's steps): val and test bpc (mean over seeds), training
-    characters and CPU-seconds; and the first budget whose val (test) bpc is below the 7-gram's."""
+    characters and CPU-seconds; and the first budget whose val (test) bpc is below the 7-gram's.
+    ``longer``: each network's multiples past 1× (runs "NET-Kx"); ``extra_seeds``: {run key: the key of
+    more seeds of the same run}, pooled into its point (chapter 9's)."""
     import statistics
 
     ngram = _metrics(run_dirs["ngram"][0])
     out = {"ngram": {"val": ngram["val"]["bpc"], "test": ngram["test"]["bpc"]}}
     for net in NETWORKS:
         points = []
-        for key in [net] + [f"{net}-{times}x" for times in LONGER.get(net, ())]:
-            ms = [_metrics(d) for d in run_dirs[key]]
+        for key in [net] + [f"{net}-{times}x" for times in longer.get(net, ())]:
+            ms = [_metrics(d) for d in run_dirs[key] + run_dirs.get((extra_seeds or {}).get(key), [])]
             point = {"times": ms[0]["steps"] // LADDER_STEPS, "steps": ms[0]["steps"], "tokens": ms[0]["tokens_seen"],
                      "wall_s": statistics.mean(m["wall_s"] for m in ms), "seeds": len(ms)}
             for s in ("val", "test"):
