@@ -177,9 +177,10 @@ def profile(runner: Runner, steps: int = 10, rows: int = 18) -> str:
 
 
 # nanoGPT's README, "I only have a macbook": train_shakespeare_char.py on a CPU, the size of the nanogpt-cpu preset
+NANOGPT_BATCH, NANOGPT_WINDOW = 12, 64
 NANOGPT_CPU_ARGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20",
-                    "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4",
-                    "--n_embd=128", "--lr_decay_iters=2000", "--dropout=0.0"]
+                    "--log_interval=1", f"--block_size={NANOGPT_WINDOW}", f"--batch_size={NANOGPT_BATCH}", "--n_layer=4",
+                    "--n_head=4", "--n_embd=128", "--lr_decay_iters=2000", "--dropout=0.0"]
 NANOGPT_ITER = re.compile(r"^iter (\d+): loss [\d.]+, time ([\d.]+)ms", re.M)
 
 
@@ -196,7 +197,7 @@ def nanogpt_tokens_per_s(checkout: Path, steps: int, skip: int = 5) -> float:
     times = [float(ms) for it, ms in NANOGPT_ITER.findall(done.stdout) if int(it) >= skip]
     if done.returncode != 0 or not times:
         sys.exit(f"nanoGPT's train.py failed in {checkout}: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
-    return 12 * 64 * len(times) / (sum(times) / 1000)
+    return NANOGPT_BATCH * NANOGPT_WINDOW * len(times) / (sum(times) / 1000)
 
 
 def zoo_tokens_per_s(steps: int, corpus: str) -> float:

@@ -269,9 +269,9 @@ def auto_precision(accelerator: str) -> str:
 
     Mixed precision (Micikevicius et al. 2018) keeps fp32 weights, gradients and optimiser state and runs the
     forward's matmuls in bf16 under autocast. On the development CPU (Zen 4, AVX512-BF16) it trained every
-    book rung 1.3-2.5x faster at one thread with final val bpc within the seed spread (the measurement is in
-    docs/guides/reproduce.md); on a CPU without native bf16 the conversions would cost more than they save.
-    Scoring (zoo.evaluate) always runs in fp32."""
+    book rung 1.3-2.8x faster at one thread, with final val bpc within the seed spread for six of the seven
+    (set-transformer: 0.013 worse; the measurement is in docs/guides/reproduce.md). A CPU without native
+    bf16 was not measured, so it stays in fp32. Scoring (zoo.evaluate) always runs in fp32."""
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
     if accelerator in ("cpu", "auto"):

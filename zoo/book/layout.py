@@ -167,9 +167,11 @@ def plugin_source_roots() -> list[Path]:
     reports it)."""
     from importlib.metadata import entry_points
 
+    from zoo.registry import ENTRY_POINT_GROUP  # torch-free, as this module must stay
+
     roots = []
-    for ep in entry_points(group="zoo.rungs"):
-        top = ep.value.split(":")[0].strip().split(".")[0]
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        top = ep.module.split(".")[0]
         try:
             spec = importlib.util.find_spec(top)
         except (ImportError, ValueError):
