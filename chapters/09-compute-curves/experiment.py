@@ -61,20 +61,28 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
     splits = split(runs["gpt"][0].tokenizer.encode(text))
     with torch.no_grad():
         found["seen_text"] = beyond.seen_text(runs, splits)
-    found["cheapest"] = cheapest_crossing(found["curves"])
+    found["crossings"] = crossings(found["curves"])
     return found
 
 
-def cheapest_crossing(curves: dict) -> dict:
-    """Per network and split: the first budget below the counts, its CPU-seconds on one core, and the
-    budget with the lowest bpc; None where the curve never crosses."""
+def crossings(curves: dict) -> dict:
+    """Per network and split: the first budget below the counts (its CPU-seconds on one core, its margin,
+    and the margin in seed standard deviations: the point's own where it has seeds, else the network's
+    1× spread), and the budget with the lowest bpc; ``first`` is None where the curve never crosses."""
     out = {}
     for net in NETWORKS:
         points = sorted(curves[net]["points"].values(), key=lambda p: p["times"])
         out[net] = {}
         for s in ("val", "test"):
             below = [p for p in points if p[f"{s}_margin"] > 0]
-            out[net][s] = {"times": below[0]["times"], "wall_s": below[0]["wall_s"], "margin": below[0][f"{s}_margin"]} if below else None
+            first = None
+            if below:
+                p = below[0]
+                std = p[f"{s}_std"] or points[0][f"{s}_std"]  # points[0] is 1×, three seeds
+                first = {"times": p["times"], "wall_s": p["wall_s"], "margin": p[f"{s}_margin"], "spreads": p[f"{s}_margin"] / std,
+                         "spread_from": "own seeds" if p[f"{s}_std"] else "1× seeds"}
+            lowest = min(points, key=lambda p: p[s])
+            out[net][s] = {"first": first, "lowest": {"times": lowest["times"], "bpc": lowest[s]}}
     return out
 
 
