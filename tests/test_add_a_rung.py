@@ -223,3 +223,23 @@ def plain_text(page: Path) -> str:
     import html
 
     return html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
+
+
+def test_the_guides_residual_rung_passes_hook_points_and_zoo_lens_reads_it(tmp_path):
+    """The guide's residual-stream example, as a plug-in: `zoo check` passes its hook-points check, and
+    after a few steps `zoo lens` scores each layer (the last equal to `zoo eval`) and `zoo embed` reads it."""
+    block = re.search(r'^```python title="residual-rung.py"\n(.*?)^```$', GUIDE.read_text(encoding="utf-8"), re.S | re.M)
+    env = fake_plugin(tmp_path, "mean-stack = zoo_plugin_mod", block.group(1))
+    out = run(zoo_cmd("check", "mean-stack"), env)
+    assert out.returncode == 0 and "PASS  hook-points" in out.stdout, out.stdout + out.stderr
+    out = run(zoo_cmd("train", "mean-stack", "--data", "pydoc", "--out", str(tmp_path / "run"), "--trainer.max_steps", "5",
+                      "--trainer.val_every", "5", "--trainer.progress_bar", "false"), env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lens = run(zoo_cmd("lens", str(tmp_path / "run"), "--json", "--tuned-steps", "2"), env)
+    evaluated = run(zoo_cmd("eval", str(tmp_path / "run"), "--json"), env)
+    assert lens.returncode == 0 and evaluated.returncode == 0, lens.stderr + evaluated.stderr
+    report = json.loads(lens.stdout)
+    assert report["hook_points"] == ["resid.0", "resid.1", "resid.2"]
+    assert report["logit_lens"][-1]["bpc"] == json.loads(evaluated.stdout)["bpc"]
+    embed = run(zoo_cmd("embed", str(tmp_path / "run")), env)
+    assert embed.returncode == 0 and "predicts itself first" in embed.stdout, embed.stderr

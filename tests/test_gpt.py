@@ -166,10 +166,33 @@ def test_presets():
 
 
 @pytest.mark.parametrize("bad", [dict(n_embd=30, n_head=4), dict(n_embd=36, n_head=12), dict(dropout=-0.1),
-                                 dict(mlp_hidden=-1), dict(n_layer=0), dict(rope_base=1.0)])
+                                 dict(mlp_hidden=-1), dict(n_layer=-1), dict(rope_base=1.0)])
 def test_impossible_hyperparameters_raise_valueerror(bad):
     with pytest.raises(ValueError):
         tiny(**bad)
+
+
+def test_a_zero_layer_model_reads_the_embedding_straight_out():
+    """n_layer 0: logits at t are a function of idx[t] alone, lm_head(RMSNorm(E[idx_t])) — a bigram table."""
+    for tie in (True, False):
+        model = randomise(tiny(n_layer=0, tie_embeddings=tie))
+        idx = torch.randint(13, (2, 16))
+        logits = model(idx)  # (2, 16, 13)
+        assert torch.equal(logits, model.lm_head(model.norm_f(model.wte(idx))))
+        table = model(torch.arange(13)[:, None])[:, 0]  # (13, 13): row a = the logits after character a
+        assert torch.allclose(logits, table[idx], atol=1e-6)
+
+
+def test_a_tied_zero_layer_model_is_symmetric_up_to_each_rows_scale():
+    """Tied, logit(a -> b) = Σ_i g_i E_ai E_bi / rms(E_a): scaled by rms(E_a) the table is symmetric, so a tied
+    zero-layer model cannot hold a bigram table (which is not); untied, nothing forces it."""
+    tied, untied = randomise(tiny(n_layer=0, tie_embeddings=True)), randomise(tiny(n_layer=0, tie_embeddings=False))
+    for model, symmetric in ((tied, True), (untied, False)):
+        with torch.no_grad():
+            E = model.wte.weight  # (13, C)
+            table = model(torch.arange(13)[:, None])[:, 0]  # (13, 13)
+            scaled = table * E.pow(2).mean(-1, keepdim=True).add(model.norm_f.eps).sqrt()  # row a times rms(E_a)
+        assert torch.allclose(scaled, scaled.T, atol=1e-5) == symmetric
 
 
 # ------------------------------------------------------------------ ablation switches (chapter 7's recipe apart)

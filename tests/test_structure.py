@@ -81,11 +81,11 @@ def test_the_cycle_finder_finds_cycles():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-def test_models_import_only_torch_nn_and_the_registry():
+def test_models_import_only_torch_nn_the_registry_and_hook_points():
     graph = import_graph()
     for module, imports in graph.items():
         if module.startswith("zoo.models."):
-            assert imports <= {"zoo.nn", "zoo.registry", "zoo.errors"}, (module, imports)
+            assert imports <= {"zoo.nn", "zoo.registry", "zoo.errors", "zoo.hooks"}, (module, imports)
 
 
 def test_the_site_build_imports_no_torch():
@@ -119,13 +119,15 @@ def class_attributes(node: ast.ClassDef) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("filename, node, body", list(registered_classes()), ids=lambda x: getattr(x, "name", None))
 def test_every_rung_file_reads_in_one_order(filename, node, body):
-    """Config above the model class; in the class, forward is the last method and presets the last
-    statement; context_length is set in __init__ (one convention), never in the class body."""
+    """Config above the model class; in the class, forward is the last method (followed only by unembed,
+    the read-out forward ends with, where the rung has a residual stream) and presets the last statement;
+    context_length is set in __init__ (one convention), never in the class body."""
     names = dict((name, i) for i, name in class_attributes(node))
     assert "presets" in names and names["presets"] == len(node.body) - 1, f"{filename}: presets must close the class"
     methods = [i for i, item in enumerate(node.body) if isinstance(item, ast.FunctionDef)]
     if "forward" in names:
-        assert names["forward"] == max(methods), f"{filename}: forward must be the class's last method"
+        last = [node.body[i].name for i in methods if i > names["forward"]]
+        assert last in ([], ["unembed"]), f"{filename}: forward must be the class's last method (then unembed, if any), not followed by {last}"
     assert "context_length" not in names, f"{filename}: set context_length in __init__"
     config = next(item for item in node.body if isinstance(item, ast.Assign) and item.targets[0].id == "Config").value.id
     config_pos = next(i for i, n in enumerate(body) if isinstance(n, ast.ClassDef) and n.name == config)

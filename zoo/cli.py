@@ -5,6 +5,8 @@
                    [--config FILE] [--model.* --data.* --optim.* --trainer.*] [--print_config]
     zoo check RUNG                             the conformance checks on one rung (exit 1 if any fails)
     zoo eval RUN_DIR [--split val|test] [--json] [--data CORPUS] [--window N] [--mix RUN_DIR... [--weight W]]
+    zoo lens RUN_DIR [--split val|test] [--tuned-steps N] [--prompt TEXT] [--top-k K] [--json] [--figure PNG]
+    zoo embed RUN_DIR [--split val|test] [--top-k K] [--json]
     zoo sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--mix RUN_DIR]
     zoo ladder [--preset quick|book] [--data CORPUS] [--seed N] [--out DIR] [--resume] [--rungs a,b]
     zoo chapter run NN [--smoke] [--force]     train a chapter's experiment, write its results.json and figures
@@ -31,7 +33,7 @@ from zoo.errors import Interrupted, ZooError
 from zoo.quiet import quiet_libraries
 from zoo.summary import duration
 
-COMMANDS = ("list", "check", "train", "eval", "sample", "ladder", "chapter", "book")
+COMMANDS = ("list", "check", "train", "eval", "lens", "embed", "sample", "ladder", "chapter", "book")
 
 
 def _parser(prog: str, description: str) -> ArgumentParser:
@@ -282,6 +284,63 @@ def cmd_eval(argv: list[str]) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- lens
+def cmd_lens(argv: list[str]) -> int:
+    from zoo.data import load_corpus, split
+    from zoo.inside_report import check_args, draw, format_report, lens_report
+    from zoo.runs import load_run
+
+    p = _parser("zoo lens", "What each layer of a run would predict: the logit lens and the tuned lens, scored by the protocol.")
+    p.add_argument("run_dir", type=str)
+    p.add_argument("--split", type=str, default="val", choices=["val", "test"], help="the split each layer's read-out is scored on")
+    p.add_argument("--tuned-steps", "--tuned_steps", dest="tuned_steps", type=int, default=0,
+                   help="also fit a tuned lens (one identity-initialised affine translator per layer) for N steps on the train split")
+    p.add_argument("--lr", type=float, default=1e-3, help="the tuned lens's Adam learning rate")
+    p.add_argument("--prompt", type=Optional[str], default=None, help="text to read layer by layer (default: the split's first 32 characters)")
+    p.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=5, help="characters shown per layer after the prompt")
+    p.add_argument("--seed", type=int, default=0, help="the tuned lens's windows and initial state")
+    p.add_argument("--data", type=Optional[str], default=None, help="score another corpus (default: the run's)")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.add_argument("--figure", type=Optional[str], default=None, help="write the prompt's layer-by-position heatmap here (PNG; not overwritten)")
+    args = p.parse_args(argv)
+    check_args(args.tuned_steps, args.top_k, args.lr)
+    figure = Path(args.figure) if args.figure else None
+    if figure is not None and figure.exists():
+        raise ZooError(f"{figure} already exists; give --figure a new path")
+    run = load_run(args.run_dir)
+    corpus = load_corpus(args.data or run.config.data.corpus)
+    splits = split(run.tokenizer.encode(corpus.text))
+    report = lens_report(run, splits, args.split, args.prompt, args.top_k, args.tuned_steps, args.lr, args.seed)
+    if figure is not None:
+        figure.parent.mkdir(parents=True, exist_ok=True)
+        draw(report, figure)
+        report["figure"] = str(figure)
+    print(json.dumps(report) if args.json else format_report(report) + (f"\nfigure: {figure}" if figure else ""))
+    return 0
+
+
+def cmd_embed(argv: list[str]) -> int:
+    from zoo.data import load_corpus, split
+    from zoo.inside_report import embed_report, format_embed_report
+    from zoo.runs import load_run
+
+    p = _parser("zoo embed", "Each character embedded and read straight out, its nearest neighbours, and the residual stream's norm by layer.")
+    p.add_argument("run_dir", type=str)
+    p.add_argument("--split", type=str, default="val", choices=["val", "test"], help="the split the stream's norms are measured on")
+    p.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=3, help="predictions and neighbours shown per character")
+    p.add_argument("--data", type=Optional[str], default=None, help="measure the norms on another corpus (default: the run's)")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    args = p.parse_args(argv)
+    run = load_run(args.run_dir)
+    corpus = load_corpus(args.data or run.config.data.corpus)
+    tokens = split(run.tokenizer.encode(corpus.text))[args.split]
+    if len(tokens) < 2:
+        raise ZooError(f"the {args.split} split of {corpus.name!r} has fewer than two characters")
+    report = embed_report(run, tokens, args.split, args.top_k)
+    print(json.dumps(report) if args.json else format_embed_report(report))
+    return 0
+
+
 # -------------------------------------------------------------------------------------------- sample
 def cmd_sample(argv: list[str]) -> int:
     from zoo.generate import default_prompt, generate
@@ -504,7 +563,7 @@ def cmd_book(argv: list[str]) -> int:
     return 0
 
 
-HANDLERS = {"list": cmd_list, "check": cmd_check, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "ladder": cmd_ladder,
+HANDLERS = {"list": cmd_list, "check": cmd_check, "train": cmd_train, "eval": cmd_eval, "lens": cmd_lens, "embed": cmd_embed, "sample": cmd_sample, "ladder": cmd_ladder,
             "chapter": cmd_chapter, "book": cmd_book}
 
 
@@ -540,3 +599,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"zoo {command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``zoo embed RUN | head``): stop quietly, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so Python's flush at exit does not fail again
+        return 0

@@ -167,6 +167,31 @@ def check_harness(name: str) -> None:
         assert (Path(tmp) / "run" / "samples.txt").read_text(encoding="utf-8"), "no sample written"
 
 
+def check_hook_points(name: str) -> None:
+    """A rung with a residual stream (zoo.hooks) exposes resid.0 .. resid.N; unembed(resid.N) is its logits; hooks change nothing."""
+    from zoo.hooks import capture, patch, residual_stream, residual_stream_declared
+
+    model = make(name)
+    stream = residual_stream(model)
+    if stream is None:
+        assert not residual_stream_declared(type(model)), "it has unembed but no zoo.hooks.ResidualStream named resid"
+        raise Skip("it declares no residual stream")
+    names = [f"resid.{i}" for i in range(len(stream))]
+    idx = random_idx(6)
+    plain = logits_of(model, idx)
+    with capture(model, names) as acts:
+        hooked = logits_of(model, idx)
+    assert torch.equal(hooked, plain), "reading the hook points changed the logits"
+    assert sorted(acts) == sorted(names), f"forward passed through {sorted(acts)}, expected {names}"
+    width = acts["resid.0"].shape[-1]
+    for n in names:
+        assert acts[n].shape == (B, T, width), f"{n} has shape {tuple(acts[n].shape)}, expected {(B, T, width)}"
+    with torch.no_grad():
+        assert torch.equal(model.unembed(acts[names[-1]]), plain), f"unembed({names[-1]}) is not the logits"
+    with patch(model, {"resid.0": torch.zeros_like}):
+        assert not torch.equal(logits_of(model, idx), plain), "zeroing resid.0 changed nothing: it is not on the path to the logits"
+
+
 CHECKS = {
     "contract": check_contract,
     "shapes": check_shapes,
@@ -177,6 +202,7 @@ CHECKS = {
     "learns": check_learns,
     "protocol": check_protocol,
     "harness": check_harness,
+    "hook-points": check_hook_points,
 }
 
 

@@ -122,7 +122,7 @@ def _stream_chunks(tokens, block_size):
         yield tokens[start : start + y.shape[1]][None], y  # (1, T), (1, T)
 
 
-def _window_batches(tokens, block_size, batch_size):
+def window_batches(tokens, block_size, batch_size):
     """The protocol's windows in batches of one length: (x, target, keep). x (B, T) are the inputs,
     target (B, T) the index of the token each position predicts, keep (B, T) the positions scored (those
     past what the window before already scored), so every target 1 .. n-1 is kept exactly once."""
@@ -149,7 +149,7 @@ def _stream_rows(model, tokens, block_size) -> torch.Tensor:
 
 def _window_rows(forward, tokens, block_size, batch_size) -> torch.Tensor:
     out = None
-    for x, target, keep in _window_batches(tokens, block_size, batch_size):
+    for x, target, keep in window_batches(tokens, block_size, batch_size):
         values = forward(x)  # (B, T, K)
         if out is None:
             out = torch.empty(len(tokens) - 1, *values.shape[2:], dtype=values.dtype)  # (n-1, K)
@@ -167,7 +167,7 @@ def _score_stream(model, tokens, block_size) -> dict:
 
 def _score_windows(model, tokens, block_size, batch_size) -> dict:
     nats = torch.zeros((), dtype=torch.float64)
-    for x, target, keep in _window_batches(tokens, block_size, batch_size):
+    for x, target, keep in window_batches(tokens, block_size, batch_size):
         logits = model(x)  # (B, T, V)
         nll = F.cross_entropy(logits.double().flatten(0, 1), tokens[target].flatten(), reduction="none")  # (B*T,)
         nats += nll[keep.flatten()].sum().cpu()

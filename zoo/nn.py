@@ -20,9 +20,12 @@ def require_dropout(config) -> None:
         raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
 
 
-def check_transformer_sizes(config) -> None:
-    """The size checks every attention rung's config shares (ValueError, which zoo reports in one line)."""
-    require_positive(config, "vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+def check_transformer_sizes(config, min_layers: int = 1) -> None:
+    """The size checks every attention rung's config shares (ValueError, which zoo reports in one line).
+    ``min_layers=0`` admits a zero-layer model (embedding straight into the read-out)."""
+    require_positive(config, "vocab_size", "block_size", "n_head", "n_embd")
+    if config.n_layer < min_layers:
+        raise ValueError(f"n_layer must be >= {min_layers}, got {config.n_layer}")
     if config.n_embd % config.n_head != 0:
         raise ValueError(f"n_embd ({config.n_embd}) must be divisible by n_head ({config.n_head})")
     require_dropout(config)

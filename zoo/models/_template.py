@@ -11,8 +11,9 @@ A rung is an ``nn.Module`` with
     ``model``, ``data``, ``optim`` and ``trainer`` (see ``zoo/config.py`` for every field).
 
 Every rung file reads top-down in one order: this docstring (the paper and its equations), the
-Config, the model class (``__init__``, then ``forward`` last among its methods, then ``presets``),
-then the parts the model is built from.
+Config, the model class (``__init__``, then ``forward`` last among its methods — followed only by
+``unembed``, its read-out, in a rung with a residual stream (``zoo.hooks``) — then ``presets``), then the
+parts the model is built from.
 
 Register it with ``@register("my-rung", chapter="...")`` from ``zoo.registry``. Inside zoo, a module in
 ``zoo/models/`` is picked up automatically; in your own package, add an entry point in the group

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.hooks import ResidualStream
 from zoo.nn import RMSNorm, apply_rope, check_transformer_sizes, rope_cache, sinusoidal_positions
 from zoo.registry import register
 
@@ -15,7 +16,7 @@ from zoo.registry import register
 class GPTConfig:
     vocab_size: int = 0  # bound from the data
     block_size: int = 0  # bound from the data: the longest window, and the left context the model can use
-    n_layer: int = 4  # number of blocks
+    n_layer: int = 4  # number of blocks (0: a zero-layer model, the embedding read out directly)
     n_head: int = 4  # attention heads per block; head_dim = n_embd / n_head must be even (RoPE rotates pairs)
     n_embd: int = 128  # width of the residual stream
     mlp_hidden: int = 0  # SwiGLU hidden width; 0 means 8/3 · n_embd rounded up to a multiple of 32
@@ -66,7 +67,7 @@ class GPT(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        check_transformer_sizes(config)
+        check_transformer_sizes(config, min_layers=0)  # n_layer 0: embedding straight into the read-out
         if (config.n_embd // config.n_head) % 2 != 0:
             raise ValueError(f"head_dim = n_embd / n_head = {config.n_embd // config.n_head} must be even for RoPE")
         if config.mlp_hidden < 0:
@@ -83,6 +84,7 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, C)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.resid = ResidualStream(config.n_layer)  # hook points resid.0 .. resid.N (zoo.hooks), no parameters
         self.norm_f = make_norm(config) if config.prenorm else nn.Identity()  # post-norm blocks end normalised
         self.lm_head = nn.Linear(C, config.vocab_size, bias=False)
         if config.positions == "rope":
@@ -114,9 +116,14 @@ class GPT(nn.Module):
         else:  # Vaswani's input: the scaled embedding plus the fixed sinusoid of each position
             cos = sin = None
             x = self.drop(self.wte(idx) * self.config.n_embd**0.5 + self.pe[:T])  # (B, T, C)
-        for block in self.blocks:
-            x = block(x, cos, sin)  # (B, T, C)
-        return self.lm_head(self.norm_f(x))  # (B, T, vocab_size)
+        x = self.resid[0](x)  # (B, T, C): hook point resid.0, the stream entering block 1
+        for block, point in zip(self.blocks, self.resid[1:]):
+            x = point(block(x, cos, sin))  # (B, T, C): hook point resid.i, the stream leaving block i
+        return self.unembed(x)  # (B, T, vocab_size)
+
+    def unembed(self, x: torch.Tensor) -> torch.Tensor:
+        """The read-out: final norm, then the output projection (Eᵀ when tied). (B, T, C) -> (B, T, vocab_size)."""
+        return self.lm_head(self.norm_f(x))
     # --8<-- [end:forward]
 
     presets = {

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.hooks import ResidualStream
 from zoo.nn import require_positive
 from zoo.registry import register
 
@@ -53,6 +54,7 @@ class MLPMixer(nn.Module):
         # --8<-- [start:layers]
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # no position embedding: token mixing is position-indexed
         self.blocks = nn.ModuleList(MixerBlock(config) for _ in range(config.n_layer))
+        self.resid = ResidualStream(config.n_layer)  # hook points resid.0 .. resid.N (zoo.hooks), no parameters
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
         # --8<-- [end:layers]
@@ -62,10 +64,14 @@ class MLPMixer(nn.Module):
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size} (the positions the token mixing knows)")
-        x = self.wte(idx)  # (B, T, C)
-        for block in self.blocks:
-            x = block(x)  # (B, T, C)
-        return self.lm_head(self.ln_f(x))  # (B, T, V)
+        x = self.resid[0](self.wte(idx))  # (B, T, C): hook point resid.0, the stream entering block 1
+        for block, point in zip(self.blocks, self.resid[1:]):
+            x = point(block(x))  # (B, T, C): hook point resid.i, the stream leaving block i
+        return self.unembed(x)  # (B, T, V)
+
+    def unembed(self, x: torch.Tensor) -> torch.Tensor:
+        """The read-out: final LayerNorm, then the output projection. (B, T, C) -> (B, T, V)."""
+        return self.lm_head(self.ln_f(x))
     # --8<-- [end:forward]
 
     presets = {

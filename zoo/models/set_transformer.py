@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from zoo.hooks import ResidualStream
 from zoo.nn import MultiHeadAttention, check_transformer_sizes, require_positive
 from zoo.registry import register
 
@@ -63,6 +64,7 @@ class SetTransformer(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # the only input: what each token is
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(SAB(config) for _ in range(config.n_layer))
+        self.resid = ResidualStream(config.n_layer)  # hook points resid.0 .. resid.N (zoo.hooks), no parameters
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
         # --8<-- [end:layers]
 
@@ -71,10 +73,14 @@ class SetTransformer(nn.Module):
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens exceeds block_size {self.config.block_size}")
-        x = self.drop(self.wte(idx))  # (B, T, C): no position added — row t does not know it is row t
-        for block in self.blocks:
-            x = block(x)  # (B, T, C)
-        return self.lm_head(x)  # (B, T, vocab_size)
+        x = self.resid[0](self.drop(self.wte(idx)))  # (B, T, C): no position added — row t does not know it is row t
+        for block, point in zip(self.blocks, self.resid[1:]):
+            x = point(block(x))  # (B, T, C): hook point resid.i, the stream leaving block i
+        return self.unembed(x)  # (B, T, vocab_size)
+
+    def unembed(self, x: torch.Tensor) -> torch.Tensor:
+        """The read-out: the output projection (the blocks end in LayerNorm). (B, T, C) -> (B, T, vocab_size)."""
+        return self.lm_head(x)
     # --8<-- [end:forward]
 
     presets = {

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from zoo.hooks import ResidualStream
 from zoo.nn import MultiHeadAttention, check_transformer_sizes, sinusoidal_positions
 from zoo.registry import register
 
@@ -58,6 +59,7 @@ class Vaswani(nn.Module):
         self.register_buffer("pe", sinusoidal_positions(config.block_size, C), persistent=False)  # (block_size, C)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.resid = ResidualStream(config.n_layer)  # hook points resid.0 .. resid.N (zoo.hooks), no parameters
         # --8<-- [end:layers]
 
     # --8<-- [start:peak_lr]
@@ -77,10 +79,14 @@ class Vaswani(nn.Module):
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
         x = self.wte(idx) * math.sqrt(self.config.n_embd) + self.pe[:T]  # (B, T, C)
-        x = self.drop(x)  # (B, T, C)
-        for block in self.blocks:
-            x = block(x)  # (B, T, C)
-        return x @ self.wte.weight.t()  # (B, T, vocab_size): tied pre-softmax projection
+        x = self.resid[0](self.drop(x))  # (B, T, C): hook point resid.0, the stream entering block 1
+        for block, point in zip(self.blocks, self.resid[1:]):
+            x = point(block(x))  # (B, T, C): hook point resid.i, the stream leaving block i
+        return self.unembed(x)  # (B, T, vocab_size)
+
+    def unembed(self, x: torch.Tensor) -> torch.Tensor:
+        """The read-out: the tied pre-softmax projection x Eᵀ (post-norm blocks end normalised). (B, T, C) -> (B, T, V)."""
+        return x @ self.wte.weight.t()
     # --8<-- [end:forward]
 
     # The paper's optimiser (§5.3): Adam(β1 0.9, β2 0.98, ε 1e-9), no weight decay, no gradient clipping
