@@ -221,6 +221,8 @@ def test_zoo_lens_bad_input_is_one_line_and_overwrites_nothing(runs, capsys, tmp
     one_line(*cli(capsys, "lens", runs["gpt"], "--prompt", "Zebra")[::2], "not in the model's vocabulary")
     one_line(*cli(capsys, "lens", runs["gpt"], "--prompt", "")[::2], "--prompt is empty")
     one_line(*cli(capsys, "lens", tmp_path / "nowhere")[::2], "run directory not found")
+    one_line(*cli(capsys, "lens", runs["gpt"], "--prompt", "t", "--figure", tmp_path / "one.png")[::2], "at least two characters")
+    assert not (tmp_path / "one.png").exists()
     kept = tmp_path / "kept.png"
     kept.write_bytes(b"mine")
     one_line(*cli(capsys, "lens", runs["gpt"], "--figure", kept)[::2], "already exists")

@@ -46,7 +46,6 @@ def lens_report(run, splits: dict, split: str, prompt: str | None, top_k: int, t
     if not text:
         raise ZooError("--prompt is empty")
     prompt_ids = run.tokenizer.encode(text)[-block:]  # unknown characters: one clear line
-    torch.manual_seed(seed)
     lens, history = None, []
     if tuned_steps:
         if len(splits["train"]) <= block:
