@@ -92,6 +92,13 @@ def test_fill_reports_every_unresolved_placeholder(two_chapters):
     assert "no 'nope' under (top)" in message
 
 
+def test_fill_indexes_lists_and_names_what_is_out_of_range():
+    chapters = {"10-inside": fake_results("10-inside", values={"lens": {"layers": [{"bpc": 21.4}, {"bpc": 3.4}]}})}
+    assert book.fill("[[lens.layers.1.bpc|.1f]]", chapters, "10-inside", "x.md") == "3.4"
+    with pytest.raises(book.PlaceholderError, match="no '2' under lens.layers"):
+        book.fill("[[lens.layers.2.bpc]]", chapters, "10-inside", "x.md")
+
+
 def test_fill_outside_a_chapter_needs_a_chapter_name(two_chapters):
     with pytest.raises(book.PlaceholderError, match="outside a chapter"):
         book.fill("[[bigram.val.bpc]]", two_chapters, None, "index.md")

@@ -40,6 +40,7 @@ def layer_names(model: nn.Module) -> list[str]:
     return [f"resid.{i}" for i in range(len(model.resid))]
 
 
+# --8<-- [start:tuned]
 class TunedLens(nn.Module):
     """One affine translator per layer ℓ < N, h ↦ h + (W_ℓ h + b_ℓ), zero-initialised: the identity, so an
     untrained tuned lens is the logit lens. The last layer passes through unchanged."""
@@ -55,8 +56,10 @@ class TunedLens(nn.Module):
         if layer == len(self.translators):
             return h  # the last layer: the model's own read-out
         return h + self.translators[layer](h)  # (B, T, C)
+# --8<-- [end:tuned]
 
 
+# --8<-- [start:layer_logits]
 def layer_logits(model: nn.Module, x: torch.Tensor, lens: TunedLens | None = None) -> torch.Tensor:
     """Each layer's read-out of the windows x (B, T): (L, B, T, V), L = n_layer + 1, the last being the
     model's logits. ``lens`` translates each layer first (the tuned lens); None is the logit lens."""
@@ -64,6 +67,7 @@ def layer_logits(model: nn.Module, x: torch.Tensor, lens: TunedLens | None = Non
     with capture(model, names) as acts:
         model(x)
     return torch.stack([model.unembed(acts[n] if lens is None else lens(i, acts[n])) for i, n in enumerate(names)])
+# --8<-- [end:layer_logits]
 
 
 def fit_tuned_lens(model: nn.Module, tokens: torch.Tensor, block_size: int, steps: int, batch_size: int = 16,

@@ -193,7 +193,7 @@ def figures(results: dict, figdir) -> None:
         axes[1].plot(xs, [r["top1_current"]["mean"] for r in rows], marker="o", color=color, label=key)
     axes[0].set_yscale("log")
     axes[0].set_ylabel("val bpc of the layer's read-out (log scale)")
-    axes[1].set_ylabel("share of positions whose top-1 is the CURRENT character")
+    axes[1].set_ylabel("top-1 is the current character (share)")
     for ax in axes:
         ax.set_xlabel("layer (0 = embedding)")
         ax.grid(alpha=0.3)

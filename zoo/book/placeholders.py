@@ -10,6 +10,7 @@ Chapter prose never types a measured number. It writes a placeholder, and the mk
     [[bigram.wall_s|dur]]           seconds as "1 min 23 s"
     [[bigram.sample]]               text (seed 0's sample)
     [[uniform.val.bpc]]             a value from the experiment's compute() or analyse()
+    [[lens.gpt.layers.1.bpc]]       an element of a list by its index (0, 1, ...)
     [[chapter.elapsed_s|dur]]       the chapter's own fields: corpus, splits, device, elapsed_s, ...
     [[01-ngram/ngram.val.bpc]]      another chapter's results (by slug, or by number: [[01/...]])
     [[table:runs]]                  this chapter's runs as a table
@@ -75,6 +76,9 @@ def lookup(key: str, book: dict[str, dict | None], here: str | None) -> Any:
         raise PlaceholderError(f"chapter {slug} has no {RESULTS} yet (run `zoo chapter run {slug.split('-')[0]}`)")
     value: Any = namespace(results)
     for i, part in enumerate(path.split(".")):
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):  # a list's element by index
+            value = value[int(part)]
+            continue
         if not isinstance(value, dict) or part not in value:
             where = ".".join(path.split(".")[:i]) or "(top)"
             options = sorted(value) if isinstance(value, dict) else []
