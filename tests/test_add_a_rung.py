@@ -242,4 +242,4 @@ def test_the_guides_residual_rung_passes_hook_points_and_zoo_lens_reads_it(tmp_p
     assert report["hook_points"] == ["resid.0", "resid.1", "resid.2"]
     assert report["logit_lens"][-1]["bpc"] == json.loads(evaluated.stdout)["bpc"]
     embed = run(zoo_cmd("embed", str(tmp_path / "run")), env)
-    assert embed.returncode == 0 and "predicts itself first" in embed.stdout, embed.stderr
+    assert embed.returncode == 0 and "predicts itself first" in embed.stdout and "smallest angle" in embed.stdout, embed.stderr

@@ -13,7 +13,7 @@ from zoo.conformance import T, V, make, pattern_tokens
 from zoo.errors import ZooError
 from zoo.evaluate import score
 from zoo.hooks import ResidualStream, capture, hook_names, patch, residual_stream
-from zoo.embedding import embedded, neighbours, self_readout, stream_norms
+from zoo.embedding import embedded, neighbours, readout_map, self_readout, sphere, stream_norms
 from zoo.lens import TunedLens, fit_tuned_lens, layer_logits, score_layers
 
 RESIDUAL = [n for n in registry.names() if residual_stream(make(n)) is not None]
@@ -36,8 +36,8 @@ def test_the_book_rungs_with_a_residual_stream_declare_it():
 
 def test_hook_points_have_no_parameters_and_keep_checkpoints_as_they_were():
     model = make("gpt")
-    assert hook_names(model) == [f"resid.{i}" for i in range(model.config.n_layer + 1)]
-    assert not any(k.startswith("resid") for k in model.state_dict())
+    assert hook_names(model) == [f"resid.{i}" for i in range(model.config.n_layer + 1)] + ["readout"]
+    assert not any(k.startswith(("resid", "readout")) for k in model.state_dict())
 
 
 def test_capture_and_patch_leave_no_hook_behind_and_name_unknown_points():
@@ -160,6 +160,32 @@ def test_stream_norms_are_the_mean_and_spread_of_each_layers_l2_norm():
         assert row["std"] == pytest.approx(n.std(unbiased=False).item(), rel=1e-6, abs=1e-9)
 
 
+@pytest.mark.parametrize("name", RESIDUAL)
+def test_the_readout_map_reproduces_the_logits_and_is_the_head_where_the_states_span_the_space(name):
+    """logits = u Wᵀ + b at the readout point, by least squares. After RMSNorm (gpt) the states span all C
+    dimensions and W is the output projection itself; after a LayerNorm they lie in a hyperplane and W is
+    determined only on it (the rest of each w_v acts as a bias), but the logits are reproduced all the same."""
+    model = randomised(name)
+    u, z, W, b, residual = readout_map(model, pattern_tokens(400, noise=0.3), T)
+    assert residual < 1e-4 * z.abs().max().item()
+    if name == "gpt":
+        assert torch.allclose(W, model.lm_head.weight.double(), atol=1e-4) and b.abs().max() < 1e-4
+
+
+def test_the_sphere_of_gpt_is_read_from_its_own_norm_and_head():
+    model = randomised("gpt")
+    tokens = pattern_tokens(400, noise=0.3)
+    found = sphere(model, tokens, T)
+    with torch.no_grad(), capture(model, [f"resid.{model.config.n_layer}"]) as acts:
+        logits = model(tokens[:T][None])[0].double()
+    u = model.norm_f(acts[f"resid.{model.config.n_layer}"])[0].double()  # (T, C), the first window: all scored
+    cos = torch.nn.functional.normalize(u, dim=-1) @ torch.nn.functional.normalize(model.lm_head.weight.double(), dim=-1).T
+    agree_first_window = (logits.argmax(-1) == cos.argmax(-1)).double().mean().item()
+    assert 0 <= found["top1_is_nearest_angle"] <= 1 and 0 <= found["r2_cos"] <= 1 and found["positions"] == len(tokens) - 1
+    assert found["state_norm"]["mean"] == pytest.approx(u.norm(dim=-1).mean().item(), rel=0.2)
+    assert abs(found["top1_is_nearest_angle"] - agree_first_window) <= 0.5  # the same measure, on more positions
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 def cli(capsys, *argv):
     code = main([str(a) for a in argv])
@@ -237,8 +263,9 @@ def test_zoo_embed_reports_each_character_and_refuses_what_it_cannot_read(runs, 
     first = report["characters"][0]
     assert len(first["top"]) == 2 and len(first["neighbours"]) == 2 and first["char"] not in [c for c, _ in first["neighbours"]]
     assert 0 <= report["self_top1_share"] <= 1 and len(report["norms"]["layers"]) == len(json.loads(cli(capsys, "lens", runs["gpt"], "--json")[1])["layers"])
+    assert report["sphere"]["positions"] > 0 and 0 <= report["sphere"]["top1_is_nearest_angle"] <= 1
     code, out, err = cli(capsys, "embed", runs["gpt"])
-    assert code == 0 and "predicts itself first" in out and "residual stream norm on val" in out, err
+    assert code == 0 and "predicts itself first" in out and "residual stream norm on val" in out and "smallest angle" in out, err
     one_line(*cli(capsys, "embed", runs["lstm"])[::2], "rung 'lstm' has no residual stream")
     one_line(*cli(capsys, "embed", runs["gpt"], "--top-k", "0")[::2], "--top-k must be between 1 and")
     one_line(*cli(capsys, "embed", runs["gpt"], "--top-k", "500")[::2], "--top-k must be between 1 and")

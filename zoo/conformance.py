@@ -168,8 +168,8 @@ def check_harness(name: str) -> None:
 
 
 def check_hook_points(name: str) -> None:
-    """A rung with a residual stream (zoo.hooks) exposes resid.0 .. resid.N; unembed(resid.N) is its logits; hooks change nothing."""
-    from zoo.hooks import capture, patch, residual_stream, residual_stream_declared
+    """A rung with a residual stream (zoo.hooks) exposes resid.0 .. resid.N; unembed(resid.N) is its logits; hooks change nothing; an optional readout point is all the head reads."""
+    from zoo.hooks import capture, hook_names, patch, residual_stream, residual_stream_declared
 
     model = make(name)
     stream = residual_stream(model)
@@ -190,6 +190,10 @@ def check_hook_points(name: str) -> None:
         assert torch.equal(model.unembed(acts[names[-1]]), plain), f"unembed({names[-1]}) is not the logits"
     with patch(model, {"resid.0": torch.zeros_like}):
         assert not torch.equal(logits_of(model, idx), plain), "zeroing resid.0 changed nothing: it is not on the path to the logits"
+    if "readout" in hook_names(model):  # optional: the state the output projection reads, and nothing else reaches the logits
+        with patch(model, {"readout": torch.zeros_like}):
+            zeroed = logits_of(model, idx)
+        assert torch.allclose(zeroed, zeroed[:1, :1].expand_as(zeroed)), "with readout zeroed the logits still vary: something bypasses it"
 
 
 CHECKS = {

@@ -12,7 +12,8 @@ import torch
 
 from zoo.errors import ZooError
 from zoo.hooks import require_residual_stream
-from zoo.embedding import neighbours, self_readout, stream_norms
+from zoo.embedding import neighbours, self_readout, sphere, stream_norms
+from zoo.hooks import hook_names
 from zoo.lens import fit_tuned_lens, prompt_readouts, score_layers
 
 PROMPT_LENGTH = 32  # the default prompt: the first characters of the scored split
@@ -153,7 +154,8 @@ def embed_report(run, tokens: torch.Tensor, split: str, k: int) -> dict:
                       "self_rank": int(rank[c]) + 1, "self_p": float(logp[c, c].exp()),
                       "neighbours": [[decode([int(i)]), float(x)] for i, x in zip(near_ids[c], near_cos[c])]})
     n = len(stream)
-    return {"run": str(run.dir), "rung": run.config.rung, "model": dict(run.config.model),
+    ball = sphere(model, tokens, run.config.data.block_size) if "readout" in hook_names(model) else None
+    return {"run": str(run.dir), "rung": run.config.rung, "model": dict(run.config.model), "sphere": ball,
             "self_top1_share": sum(ch["self_rank"] == 1 for ch in chars) / V, "characters": chars,
             "norms": {"split": split, "layers": [{"label": layer_label(i, n), **row} for i, row in enumerate(stream_norms(model, tokens, run.config.data.block_size))]}}
 
@@ -170,4 +172,12 @@ def format_embed_report(report: dict) -> str:
     norms = report["norms"]
     lines += ["", f"residual stream norm on {norms['split']} (L2, mean ± std over positions):"]
     lines += [f"{row['label']:18s} {row['mean']:8.2f} ± {row['std']:.2f}" for row in norms["layers"]]
+    b = report["sphere"]
+    if b is None:
+        lines += ["", "the sphere: this rung declares no `readout` hook point (the state its output projection reads)"]
+    else:
+        lines += ["", f"the state the output projection reads (hook point readout): norm {b['state_norm']['mean']:.2f} ± {b['state_norm']['std']:.2f}; "
+                      f"output vectors w_v from {b['w_norm']['min']:.2f} to {b['w_norm']['max']:.2f} long",
+                  f"top-1 is the character at the smallest angle: {b['top1_is_nearest_angle']:.1%} of positions; "
+                  f"the logits' spread explained by the cosines r² = {b['r2_cos']:.2f}, by the lengths ‖w_v‖ r² = {b['r2_norm']:.2f}"]
     return "\n".join(lines)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo.hooks import ResidualStream
+from zoo.hooks import HookPoint, ResidualStream
 from zoo.nn import RMSNorm, apply_rope, check_transformer_sizes, rope_cache, sinusoidal_positions
 from zoo.registry import register
 
@@ -85,6 +85,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.resid = ResidualStream(config.n_layer)  # hook points resid.0 .. resid.N (zoo.hooks), no parameters
+        self.readout = HookPoint()  # hook point: the state the output projection reads
         self.norm_f = make_norm(config) if config.prenorm else nn.Identity()  # post-norm blocks end normalised
         self.lm_head = nn.Linear(C, config.vocab_size, bias=False)
         if config.positions == "rope":
@@ -123,7 +124,7 @@ class GPT(nn.Module):
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         """The read-out: final norm, then the output projection (Eᵀ when tied). (B, T, C) -> (B, T, vocab_size)."""
-        return self.lm_head(self.norm_f(x))
+        return self.lm_head(self.readout(self.norm_f(x)))
     # --8<-- [end:forward]
 
     presets = {

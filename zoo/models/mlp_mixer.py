@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo.hooks import ResidualStream
+from zoo.hooks import HookPoint, ResidualStream
 from zoo.nn import require_positive
 from zoo.registry import register
 
@@ -55,6 +55,7 @@ class MLPMixer(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # no position embedding: token mixing is position-indexed
         self.blocks = nn.ModuleList(MixerBlock(config) for _ in range(config.n_layer))
         self.resid = ResidualStream(config.n_layer)  # hook points resid.0 .. resid.N (zoo.hooks), no parameters
+        self.readout = HookPoint()  # hook point: the state the output projection reads
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
         # --8<-- [end:layers]
@@ -71,7 +72,7 @@ class MLPMixer(nn.Module):
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         """The read-out: final LayerNorm, then the output projection. (B, T, C) -> (B, T, V)."""
-        return self.lm_head(self.ln_f(x))
+        return self.lm_head(self.readout(self.ln_f(x)))
     # --8<-- [end:forward]
 
     presets = {

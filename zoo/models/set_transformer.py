@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from zoo.hooks import ResidualStream
+from zoo.hooks import HookPoint, ResidualStream
 from zoo.nn import MultiHeadAttention, check_transformer_sizes, require_positive
 from zoo.registry import register
 
@@ -65,6 +65,7 @@ class SetTransformer(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(SAB(config) for _ in range(config.n_layer))
         self.resid = ResidualStream(config.n_layer)  # hook points resid.0 .. resid.N (zoo.hooks), no parameters
+        self.readout = HookPoint()  # hook point: the state the output projection reads
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
         # --8<-- [end:layers]
 
@@ -80,7 +81,7 @@ class SetTransformer(nn.Module):
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         """The read-out: the output projection (the blocks end in LayerNorm). (B, T, C) -> (B, T, vocab_size)."""
-        return self.lm_head(x)
+        return self.lm_head(self.readout(x))
     # --8<-- [end:forward]
 
     presets = {

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from zoo.hooks import ResidualStream
+from zoo.hooks import HookPoint, ResidualStream
 from zoo.nn import MultiHeadAttention, check_transformer_sizes, sinusoidal_positions
 from zoo.registry import register
 
@@ -60,6 +60,7 @@ class Vaswani(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.resid = ResidualStream(config.n_layer)  # hook points resid.0 .. resid.N (zoo.hooks), no parameters
+        self.readout = HookPoint()  # hook point: the state the output projection reads
         # --8<-- [end:layers]
 
     # --8<-- [start:peak_lr]
@@ -86,7 +87,7 @@ class Vaswani(nn.Module):
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         """The read-out: the tied pre-softmax projection x Eᵀ (post-norm blocks end normalised). (B, T, C) -> (B, T, V)."""
-        return x @ self.wte.weight.t()
+        return self.readout(x) @ self.wte.weight.t()
     # --8<-- [end:forward]
 
     # The paper's optimiser (§5.3): Adam(β1 0.9, β2 0.98, ε 1e-9), no weight decay, no gradient clipping
