@@ -135,44 +135,15 @@ def readouts(runs: dict, splits: dict) -> dict:
 
 
 def ball(run, val) -> dict:
-    """gpt's residual stream norm by layer (zoo.embedding.stream_norms), and on the sphere after the final
-    RMSNorm: how often the top-1 character is the one whose output embedding w_v has the highest cosine
-    with the normalised state u (logit_v = ‖u‖ ‖w_v‖ cos θ_v), and how much of each position's logit
-    spread across characters the cosines explain (mean r² over positions) against the norms ‖w_v‖."""
-    import torch
-    from torch.nn import functional as F
+    """gpt's residual stream norm by layer, and the sphere after the final RMSNorm — how often the top-1
+    character is the one whose output vector w_v has the highest cosine with the state u
+    (logit_v = ‖u‖ ‖w_v‖ cos θ_v), and how much of each position's logit spread across characters the
+    cosines explain (mean r²) against the lengths ‖w_v‖ — as ``zoo embed`` reads them
+    (zoo.embedding.stream_norms and sphere)."""
+    from zoo.embedding import sphere, stream_norms
 
-    from zoo.embedding import stream_norms
-    from zoo.evaluate import window_batches
-    from zoo.hooks import capture
-
-    model = run.model
     block = run.config.data.block_size
-    W = model.lm_head.weight.double()  # (V, C): the output embeddings (the input's, when tied)
-    w_norm = W.norm(dim=-1)  # (V,)
-    agree, r2_cos, r2_norm, n, u_norms = 0, 0.0, 0.0, 0, []
-    with torch.no_grad():
-        for x, _, keep in window_batches(val, block, 64):
-            with capture(model, [f"resid.{len(model.resid) - 1}"]) as acts:
-                logits = model(x)[keep].double()  # (n, V)
-            u = model.norm_f(next(iter(acts.values())))[keep].double()  # (n, C): the state on the sphere
-            cos = F.normalize(u, dim=-1) @ F.normalize(W, dim=-1).T  # (n, V)
-            agree += (logits.argmax(-1) == cos.argmax(-1)).sum().item()
-            r2_cos += (_pearson(logits, cos) ** 2).sum().item()
-            r2_norm += (_pearson(logits, w_norm.expand_as(logits)) ** 2).sum().item()
-            u_norms.append(u.norm(dim=-1))
-            n += len(u)
-    u_norms = torch.cat(u_norms)
-    return {"norms": stream_norms(model, val, block), "top1_is_nearest_angle": agree / n, "r2_cos": r2_cos / n, "r2_norm": r2_norm / n,
-            "state_norm": {"mean": u_norms.mean().item(), "std": u_norms.std().item()},
-            "w_norm": {"mean": w_norm.mean().item(), "std": w_norm.std().item(), "min": w_norm.min().item(), "max": w_norm.max().item()}}
-
-
-def _pearson(a, b):
-    """Row-wise correlation of two (n, V) tensors: (n,)."""
-    a = a - a.mean(-1, keepdim=True)
-    b = b - b.mean(-1, keepdim=True)
-    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp(min=1e-300)
+    return {"norms": stream_norms(run.model, val, block), **sphere(run.model, val, block)}
 
 
 def figures(results: dict, figdir) -> None:
