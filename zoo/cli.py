@@ -63,6 +63,15 @@ def _default_out(stem: str) -> Path:
     return path
 
 
+def _corpus_splits(run, data: str | None):
+    """The corpus a command scores (``--data``, else the run's own) and its splits in the run's vocabulary
+    (a character the run never saw is one clear error)."""
+    from zoo.data import load_corpus, split
+
+    corpus = load_corpus(data or run.config.data.corpus)
+    return corpus, split(run.tokenizer.encode(corpus.text))
+
+
 # ---------------------------------------------------------------------------------------------- list
 def cmd_check(argv: list[str]) -> int:
     """Every conformance check (zoo.conformance, the same code as the test suite) on one rung."""
@@ -183,7 +192,6 @@ def _prescan(argv: list[str]) -> dict:
 def cmd_eval(argv: list[str]) -> int:
     import torch
 
-    from zoo.data import load_corpus, split
     from zoo.evaluate import nanogpt_estimate, score
     from zoo.runs import load_run
 
@@ -222,8 +230,7 @@ def cmd_eval(argv: list[str]) -> int:
         raise ZooError("with several --mix runs the weights are fitted on val (--weight auto); by-context and a given λ take one")
     run = load_run(args.run_dir)
     others = [load_run(d) for d in args.mix] if args.mix is not None else []
-    corpus = load_corpus(args.data or run.config.data.corpus)
-    splits = split(run.tokenizer.encode(corpus.text))  # unknown characters: a clear error
+    corpus, splits = _corpus_splits(run, args.data)
     block = run.config.data.block_size
     if args.estimator == "nanogpt":
         tokens = torch.cat([splits["val"], splits["test"]])  # the last 10 %: nanoGPT's val split
@@ -286,7 +293,6 @@ def cmd_eval(argv: list[str]) -> int:
 
 # ---------------------------------------------------------------------------------------------- lens
 def cmd_lens(argv: list[str]) -> int:
-    from zoo.data import load_corpus, split
     from zoo.inside_report import check_args, draw, format_report, lens_report
     from zoo.runs import load_run
 
@@ -308,8 +314,7 @@ def cmd_lens(argv: list[str]) -> int:
     if figure is not None and figure.exists():
         raise ZooError(f"{figure} already exists; give --figure a new path")
     run = load_run(args.run_dir)
-    corpus = load_corpus(args.data or run.config.data.corpus)
-    splits = split(run.tokenizer.encode(corpus.text))
+    _, splits = _corpus_splits(run, args.data)
     report = lens_report(run, splits, args.split, args.prompt, args.top_k, args.tuned_steps, args.lr, args.seed)
     if figure is not None:
         figure.parent.mkdir(parents=True, exist_ok=True)
@@ -320,7 +325,6 @@ def cmd_lens(argv: list[str]) -> int:
 
 
 def cmd_embed(argv: list[str]) -> int:
-    from zoo.data import load_corpus, split
     from zoo.inside_report import embed_report, format_embed_report
     from zoo.runs import load_run
 
@@ -332,8 +336,8 @@ def cmd_embed(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     args = p.parse_args(argv)
     run = load_run(args.run_dir)
-    corpus = load_corpus(args.data or run.config.data.corpus)
-    tokens = split(run.tokenizer.encode(corpus.text))[args.split]
+    corpus, splits = _corpus_splits(run, args.data)
+    tokens = splits[args.split]
     if len(tokens) < 2:
         raise ZooError(f"the {args.split} split of {corpus.name!r} has fewer than two characters")
     report = embed_report(run, tokens, args.split, args.top_k)
@@ -403,7 +407,6 @@ def _mix_weight(args) -> str | float:
 
 def _sampling_mixture(run, other, weight):
     """The two runs as one model to sample from, with λ given or fitted on the run's val split."""
-    from zoo.data import load_corpus, split
     from zoo.mixture import Mixture, check_pair, fit_runs
 
     try:
@@ -414,7 +417,7 @@ def _sampling_mixture(run, other, weight):
         if getattr(r.model, "stateful", False):
             raise ZooError(f"{r.dir} is a stateful {r.config.rung!r} run; sampling from a mixture takes windowed and count-based runs")
     if weight == "auto":
-        val = split(run.tokenizer.encode(load_corpus(run.config.data.corpus).text))["val"]
+        val = _corpus_splits(run, None)[1]["val"]
         weight = fit_runs(run, other, val).weight
         print(f"zoo sample: λ = {weight:.3f} on {run.config.rung}, fitted on val", file=sys.stderr)
     return Mixture(run.model, other.model, weight)

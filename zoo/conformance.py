@@ -10,7 +10,6 @@ Causality is checked exactly by ``zoo.causality`` (which ``zoo train`` also runs
 
 from __future__ import annotations
 
-import copy
 import io
 import tempfile
 from pathlib import Path

@@ -24,22 +24,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo.evaluate import _eval_mode, window_batches
+from zoo.evaluate import eval_mode, model_device, window_batches
 from zoo.hooks import capture
 
 
 @torch.no_grad()
 def embedded(model: nn.Module, vocab_size: int) -> torch.Tensor:
     """resid.0 of every character alone at position 0: (V, C)."""
-    with _eval_mode(model), capture(model, ["resid.0"]) as acts:
-        model(torch.arange(vocab_size, device=next(model.parameters()).device)[:, None])  # (V, 1)
+    with eval_mode(model), capture(model, ["resid.0"]) as acts:
+        model(torch.arange(vocab_size, device=model_device(model))[:, None])  # (V, 1)
     return acts["resid.0"][:, 0]  # (V, C)
 
 
 @torch.no_grad()
 def self_readout(model: nn.Module, vocab_size: int) -> torch.Tensor:
     """log p(next | c) read straight out of c's embedding, every block skipped: (V, V), row c."""
-    with _eval_mode(model):
+    with eval_mode(model):
         return model.unembed(embedded(model, vocab_size)[:, None])[:, 0].double().log_softmax(-1)  # (V, V)
 
 
@@ -60,8 +60,8 @@ def stream_norms(model: nn.Module, tokens: torch.Tensor, block_size: int, batch_
     total = torch.zeros(len(names), dtype=torch.float64)
     squares = torch.zeros(len(names), dtype=torch.float64)
     n = 0
-    with _eval_mode(model):
-        for x, _, keep in window_batches(tokens.to(next(model.parameters()).device), block_size, batch_size):
+    with eval_mode(model):
+        for x, _, keep in window_batches(tokens.to(model_device(model)), block_size, batch_size):
             with capture(model, names) as acts:
                 model(x)
             norms = torch.stack([acts[name][keep].double().norm(dim=-1) for name in names])  # (L, n)
@@ -78,8 +78,8 @@ def readout_map(model: nn.Module, tokens: torch.Tensor, block_size: int, batch_s
     the affine map between them, logits = u Wᵀ + b, recovered by least squares: (u (n, C), logits (n, V),
     W (V, C), b (V,), the largest residual of the fit)."""
     us, logits = [], []
-    with _eval_mode(model):
-        for x, _, keep in window_batches(tokens.to(next(model.parameters()).device), block_size, batch_size):
+    with eval_mode(model):
+        for x, _, keep in window_batches(tokens.to(model_device(model)), block_size, batch_size):
             with capture(model, ["readout"]) as acts:
                 out = model(x)  # (B, T, V)
             us.append(acts["readout"][keep].double())

@@ -44,7 +44,7 @@ def _result(nats_sum: float, tokens: int) -> dict:
     return {"tokens": tokens, "nats": nats, "bpc": nats / math.log(2)}
 
 
-def _device(model: torch.nn.Module) -> torch.device:
+def model_device(model: torch.nn.Module) -> torch.device:
     return next(iter(model.parameters()), next(iter(model.buffers()), torch.empty(0))).device
 
 
@@ -61,7 +61,7 @@ def check_window(model: torch.nn.Module, block_size: int, window: int | None) ->
 
 
 @contextmanager
-def _eval_mode(model: torch.nn.Module):
+def eval_mode(model: torch.nn.Module):
     """The model in eval mode for the block, its own mode restored after."""
     was_training = model.training
     model.eval()
@@ -77,8 +77,8 @@ def _scoring(model: torch.nn.Module, tokens: torch.Tensor, block_size: int, wind
     if len(tokens) < 2:
         raise ValueError("need at least two tokens to score one")
     check_window(model, block_size, window)
-    with _eval_mode(model):
-        yield tokens.to(_device(model))
+    with eval_mode(model):
+        yield tokens.to(model_device(model))
 
 
 @torch.no_grad()
@@ -190,12 +190,12 @@ def nanogpt_estimate(model: torch.nn.Module, tokens: torch.Tensor, block_size: i
         raise ValueError("batches and batch_size must be >= 1")
     if len(tokens) < block_size + 1:
         raise ValueError(f"need more than block_size = {block_size} tokens, got {len(tokens)}")
-    device = _device(model)
+    device = model_device(model)
     tokens = tokens.to(device)
     generator = torch.Generator().manual_seed(seed)
     offsets = torch.arange(block_size, device=device)  # (T,)
     losses = torch.zeros(batches, dtype=torch.float64)  # (batches,)
-    with _eval_mode(model):
+    with eval_mode(model):
         for k in range(batches):
             starts = torch.randint(len(tokens) - block_size, (batch_size,), generator=generator).to(device)  # (B,)
             x = tokens[starts[:, None] + offsets]  # (B, T)

@@ -93,7 +93,7 @@ def format_report(report: dict) -> str:
         lines.append(line)
     lines.append("KL in nats per character; the last layer is the model's own prediction (zoo eval's bpc).")
     p = report["prompt"]
-    lines += ["", f"top-1 character each layer predicts after each prompt position (logit lens):",
+    lines += ["", "top-1 character each layer predicts after each prompt position (logit lens):",
               f"{'prompt':18s} " + " ".join(shown(c) for c in p["text"])]
     for label, top in zip(report["layers"], p["top"]):
         lines.append(f"{label:18s} " + " ".join(shown(pos[0][0]) for pos in top))

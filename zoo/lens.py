@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo.evaluate import _eval_mode, window_batches
+from zoo.evaluate import eval_mode, model_device, window_batches
 from zoo.hooks import capture
 
 
@@ -76,7 +76,7 @@ def fit_tuned_lens(model: nn.Module, tokens: torch.Tensor, block_size: int, step
     eval mode (both restored after). Returns the lens and the loss of every step, Σ_ℓ<N KL(p_N ‖ p̃_ℓ) in
     nats per position."""
     names = layer_names(model)
-    device = next(model.parameters()).device
+    device = model_device(model)
     with capture(model, names[:1]) as acts, torch.no_grad():
         model(tokens[: min(block_size, len(tokens) - 1)][None].to(device))
     lens = TunedLens(len(names), acts[names[0]].shape[-1]).to(device)
@@ -87,7 +87,7 @@ def fit_tuned_lens(model: nn.Module, tokens: torch.Tensor, block_size: int, step
     try:
         for p in frozen:
             p.requires_grad_(False)
-        with _eval_mode(model):
+        with eval_mode(model):
             for _ in range(steps):
                 starts = torch.randint(len(tokens) - block_size, (batch_size,), generator=generator)  # (B,)
                 x = tokens[starts[:, None] + torch.arange(block_size)].to(device)  # (B, T)
@@ -112,13 +112,13 @@ def score_layers(model: nn.Module, tokens: torch.Tensor, block_size: int, lens: 
     model's final distribution (nats per character), and how often its top-1 character is the next one
     (a correct prediction) and the current one (an echo of the input)."""
     L = len(model.resid)
-    device = next(model.parameters()).device
+    device = model_device(model)
     nll = torch.zeros(L, dtype=torch.float64)
     kl = torch.zeros(L, dtype=torch.float64)
     top_next = torch.zeros(L, dtype=torch.long)
     top_current = torch.zeros(L, dtype=torch.long)
     tokens = tokens.to(device)
-    with _eval_mode(model):
+    with eval_mode(model):
         for x, target, keep in window_batches(tokens, block_size, batch_size):
             logp = layer_logits(model, x, lens).double().log_softmax(-1)[:, keep]  # (L, n, V): the scored positions
             nxt, cur = tokens[target][keep], x[keep]  # (n,) each
@@ -137,8 +137,8 @@ def score_layers(model: nn.Module, tokens: torch.Tensor, block_size: int, lens: 
 def prompt_readouts(model: nn.Module, tokens: torch.Tensor, k: int, lens: TunedLens | None = None) -> dict:
     """For a prompt (T,) of at most the model's window: each layer's top-k characters and probabilities at
     every position, and the probability each layer gives the character that actually comes next."""
-    with _eval_mode(model):
-        probs = layer_logits(model, tokens[None].to(next(model.parameters()).device), lens).double().softmax(-1)[:, 0]  # (L, T, V)
+    with eval_mode(model):
+        probs = layer_logits(model, tokens[None].to(model_device(model)), lens).double().softmax(-1)[:, 0]  # (L, T, V)
     top = probs.topk(k, dim=-1)  # (L, T, k)
     nxt = tokens[1:].to(probs.device)  # (T-1,)
     return {"top_ids": top.indices.cpu(), "top_probs": top.values.cpu(),

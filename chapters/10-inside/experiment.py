@@ -48,35 +48,30 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
             "ball": {key: ball(runs[key][0], splits["val"]) for key in ("gpt", "untied")}}
 
 
-def _mean_std(values: list[float]) -> dict:
-    import statistics
-
-    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
-
-
 def lenses(runs: dict, splits: dict) -> dict:
     """Per run and layer: the logit lens over every seed (mean and spread of bpc, KL to the output, top-1
     next and top-1 current) and the tuned lens of seed 0, fitted on train, scored on val; and gpt's
     prompt read layer by layer (both lenses)."""
     from zoo.inside_report import lens_report
+    from zoo.lens import score_layers
+    from zoo.summary import stats
 
     out = {}
     for key in LENSED:
         first, *others = runs[key]
         steps = TUNED_STEPS if first.config.trainer.max_steps >= 1000 else 5  # a smoke run's models trained 4 steps
         report = lens_report(first, splits, "val", PROMPT if key == "gpt" else None, 5, steps, TUNED_LR, seed=0)
-        per_seed = [report["logit_lens"]] + [lens_report(r, splits, "val", None, 1)["logit_lens"] for r in others]
+        per_seed = [report["logit_lens"]] + [score_layers(r.model, splits["val"], r.config.data.block_size) for r in others]
         layers = []
         for i, label in enumerate(report["layers"]):
             row = {"label": label, "tuned": report["tuned_lens"]["layers"][i]}
             for field in ("bpc", "kl_to_final", "top1_next", "top1_current"):
-                row[field] = _mean_std([seed[i][field] for seed in per_seed])
+                row[field] = stats([seed[i][field] for seed in per_seed])
             layers.append(row)
         out[key] = {"layers": layers, "tuned_steps": steps, "tuned_first_loss": report["tuned_lens"]["first_loss"],
                     "tuned_last_loss": report["tuned_lens"]["last_loss"]}
         if key == "gpt":
             out["gpt_prompt"] = {"layers": report["layers"], **report["prompt"]}
-        out[key]["first_block_gain"] = layers[0]["bpc"]["mean"] - layers[1]["bpc"]["mean"]
         out[key]["last_block_gain"] = layers[-2]["bpc"]["mean"] - layers[-1]["bpc"]["mean"]
     return out
 
@@ -86,12 +81,13 @@ def zero_layers(runs: dict, splits: dict) -> dict:
     character on val, every seed; chapter 0's trained bigram table beside them. (Their bpc on val and
     test are the runs' own scores.)"""
     from zoo.mixture import run_predictions
+    from zoo.summary import stats
 
     counted = run_predictions(runs["ngram-2"][0], splits["val"])  # (n-1, V) log-probabilities
     out = {}
     for key in ("zero-tied", "zero-untied", "bigram"):
         kls = [(counted.exp() * (counted - run_predictions(r, splits["val"]))).sum(-1).mean().item() for r in runs[key]]
-        out[key] = {"kl_from_counted": _mean_std(kls)}
+        out[key] = {"kl_from_counted": stats(kls)}
     return out
 
 
@@ -111,6 +107,7 @@ def readouts(runs: dict, splits: dict) -> dict:
     import torch
 
     from zoo.embedding import self_readout
+    from zoo.summary import stats
 
     successor = _table(runs["ngram-2"][0]).argmax(-1)  # (V,): the most likely next character after each
     out = {}
@@ -123,7 +120,7 @@ def readouts(runs: dict, splits: dict) -> dict:
             bigram.append((top1 == successor).double().mean().item())
             if r is runs[key][0]:
                 examples[key] = top1
-        out[key] = {"predicts_itself": _mean_std(selfs), "predicts_successor": _mean_std(bigram)}
+        out[key] = {"predicts_itself": stats(selfs), "predicts_successor": stats(bigram)}
     tok = runs["gpt"][0].tokenizer
     out["examples"] = []
     for c in ("\n", " ", "e", "t", "h", "o", "q", "Q", ",", ":"):
