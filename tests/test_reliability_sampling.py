@@ -15,7 +15,7 @@ from torch.nn import functional as F
 import zoo
 from zoo.cli import main
 from zoo.data import CharTokenizer
-from zoo.generate import filter_logits, generate, sample
+from zoo.generate import Decoding, filter_logits, generate, sample
 from zoo.registry import build
 
 VOCAB = "\nabcdefgh ."
@@ -111,7 +111,7 @@ def test_generate_yields_as_it_goes_and_checks_arguments_first():
     assert next(characters) in VOCAB and len(recorder.calls) == 1  # one character, one step: nothing ahead
     characters.close()
     with pytest.raises(zoo.ZooError, match="temperature"):
-        generate(recorder, tokenizer, "a", 10, temperature=0)  # raised at the call, before any output
+        generate(recorder, tokenizer, "a", 10, Decoding(temperature=0))  # raised before any output
     with pytest.raises(zoo.ZooError, match="not in the model's vocabulary"):
         generate(recorder, tokenizer, "Z", 10)
 

@@ -7,7 +7,9 @@
     zoo eval RUN_DIR [--split val|test] [--json] [--data CORPUS] [--window N] [--mix RUN_DIR... [--weight W]]
     zoo lens RUN_DIR [--split val|test] [--tuned-steps N] [--prompt TEXT] [--top-k K] [--json] [--figure PNG]
     zoo embed RUN_DIR [--split val|test] [--top-k K] [--json]
-    zoo sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--mix RUN_DIR]
+    zoo sample RUN_DIR [--prompt TEXT] [--tokens N] [--strategy sample|greedy|beam] [--beam N] [--temperature T]
+                   [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty θ] [--seed S] [--mix RUN_DIR]
+    zoo repetition [FILE | - | --corpus NAME [--split S]] [--reference RUN_DIR] [--max-n N] [--json]
     zoo ladder [--preset quick|book] [--data CORPUS] [--seed N] [--out DIR] [--resume] [--rungs a,b]
     zoo chapter run NN [--smoke] [--force]     train a chapter's experiment, write its results.json and figures
     zoo book [--smoke] [--figures-only]        every chapter, then the home page's table and plot
@@ -33,7 +35,7 @@ from zoo.errors import Interrupted, ZooError
 from zoo.quiet import quiet_libraries
 from zoo.summary import duration
 
-COMMANDS = ("list", "check", "train", "eval", "lens", "embed", "sample", "ladder", "chapter", "book")
+COMMANDS = ("list", "check", "train", "eval", "lens", "embed", "sample", "repetition", "ladder", "chapter", "book")
 
 
 def _parser(prog: str, description: str) -> ArgumentParser:
@@ -347,22 +349,30 @@ def cmd_embed(argv: list[str]) -> int:
 
 # -------------------------------------------------------------------------------------------- sample
 def cmd_sample(argv: list[str]) -> int:
-    from zoo.generate import default_prompt, generate
+    from zoo.generate import STRATEGIES, Decoding, default_prompt, generate
     from zoo.runs import load_run
 
-    p = _parser("zoo sample", "Sample text from a trained run.")
+    p = _parser("zoo sample", "Continue a prompt with a trained run: sampled, greedy or by beam search.")
     p.add_argument("run_dir", type=str)
     p.add_argument("--prompt", type=str, default=None, help="default: a newline, or the vocabulary's first character if it has none")
     p.add_argument("--tokens", type=int, default=300)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", "--top_k", dest="top_k", type=Optional[int], default=None)
-    p.add_argument("--top-p", "--top_p", dest="top_p", type=Optional[float], default=None)
+    p.add_argument("--strategy", type=str, default="sample", help=f"one of {', '.join(STRATEGIES)} (default sample)")
+    p.add_argument("--beam", type=Optional[int], default=None, help="beam width of --strategy beam (default 4)")
+    p.add_argument("--temperature", type=Optional[float], default=None, help="sampling only; default 1")
+    p.add_argument("--top-k", "--top_k", dest="top_k", type=Optional[int], default=None, help="sampling only: keep the k most likely")
+    p.add_argument("--top-p", "--top_p", dest="top_p", type=Optional[float], default=None,
+                   help="sampling only: keep the smallest set whose probability reaches p")
+    p.add_argument("--min-p", "--min_p", dest="min_p", type=Optional[float], default=None,
+                   help="sampling only: keep characters at least min-p times as likely as the most likely")
+    p.add_argument("--repetition-penalty", "--repetition_penalty", dest="repetition_penalty", type=Optional[float], default=None,
+                   help="CTRL's penalty θ on characters already in the text (> 1 discourages them; any strategy)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mix", type=Optional[str], default=None, metavar="RUN_DIR",
                    help="sample from the mixture λ·RUN + (1-λ)·this run (same vocabulary; neither stateful)")
     p.add_argument("--weight", type=Optional[str], default=None,
                    help="with --mix: λ in [0, 1], or auto (fitted on the run's val split, the default)")
     args = p.parse_args(argv)
+    decoding = Decoding(args.strategy, args.temperature, args.top_k, args.top_p, args.min_p, args.repetition_penalty, args.beam)
     weight = _mix_weight(args)
     if weight == "by-context":
         raise ZooError("--weight by-context is for zoo eval; sampling takes one λ (a number, or auto)")
@@ -374,10 +384,9 @@ def cmd_sample(argv: list[str]) -> int:
         # windows every trained part accepts (a count-based part takes any length)
         block = min([r.config.data.block_size for r in (run, other) if getattr(r.model, "trainable", True)] or [block])
     prompt = default_prompt(run.tokenizer) if args.prompt is None else args.prompt
-    characters = generate(model, run.tokenizer, prompt, args.tokens, args.temperature, args.top_k, args.top_p,
-                          args.seed, block_size=block)  # checks every argument first
-    # Stream: each character is printed as it is drawn, so a long sample shows progress and Ctrl-C keeps
-    # what was already generated.
+    characters = generate(model, run.tokenizer, prompt, args.tokens, decoding, args.seed, block_size=block)  # checks the prompt first
+    # Stream: each character is printed as it is chosen, so a long sample shows progress and Ctrl-C keeps
+    # what was already generated (beam search knows its text only at the end).
     sys.stdout.write(prompt)
     written = 0
     try:
@@ -391,6 +400,58 @@ def cmd_sample(argv: list[str]) -> int:
         return 130
     print()
     return 0
+
+
+# ---------------------------------------------------------------------------------------- repetition
+def cmd_repetition(argv: list[str]) -> int:
+    from zoo.repetition import MAX_N, format_report, report
+
+    p = _parser("zoo repetition", "How repetitive a text is: distinct-n, repeated n-grams, the longest repeated substring, "
+                "and its bpc under a reference run.")
+    p.add_argument("text", type=Optional[str], default=None, nargs="?", help="a UTF-8 text file, or - for standard input")
+    p.add_argument("--corpus", type=Optional[str], default=None, help="report on a corpus instead of a file (e.g. tinyshakespeare)")
+    p.add_argument("--split", type=Optional[str], default=None, help="with --corpus: train, val or test (default: the whole text)")
+    p.add_argument("--reference", type=Optional[str], default=None, metavar="RUN_DIR", help="also score the text with this run")
+    p.add_argument("--max-n", "--max_n", dest="max_n", type=int, default=MAX_N)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    name, text = _report_text(args)
+    reference = None
+    if args.reference is not None:
+        from zoo.runs import load_run
+
+        reference = load_run(args.reference)
+    result = report(text, args.max_n, reference)
+    print(json.dumps({"text": name, **result}) if args.json else format_report(result, name))
+    return 0
+
+
+def _report_text(args) -> tuple[str, str]:
+    """(a name, the text) of zoo repetition: a file, standard input, or a corpus or one of its splits."""
+    if (args.text is None) == (args.corpus is None):
+        raise ZooError("give one text: a file (- for standard input) or --corpus NAME")
+    if args.split is not None and args.corpus is None:
+        raise ZooError("--split chooses a part of --corpus; give --corpus NAME too")
+    if args.corpus is not None:
+        from zoo.data import load_corpus, split_bounds
+
+        bounds = split_bounds(0)
+        if args.split is not None and args.split not in bounds:
+            raise ZooError(f"--split must be one of {', '.join(bounds)} (got {args.split!r})")
+        text = load_corpus(args.corpus).text
+        if args.split is None:
+            return args.corpus, text
+        lo, hi = split_bounds(len(text))[args.split]  # a character is a token: the splits every run sees
+        return f"{args.corpus} ({args.split})", text[lo:hi]
+    if args.text == "-":
+        return "standard input", sys.stdin.read()
+    path = Path(args.text)
+    if not path.is_file():
+        raise ZooError(f"no such file: {path}")
+    try:
+        return str(path), path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ZooError(f"{path} is not UTF-8 text") from None
 
 
 def _mix_weight(args) -> str | float:
@@ -566,7 +627,8 @@ def cmd_book(argv: list[str]) -> int:
     return 0
 
 
-HANDLERS = {"list": cmd_list, "check": cmd_check, "train": cmd_train, "eval": cmd_eval, "lens": cmd_lens, "embed": cmd_embed, "sample": cmd_sample, "ladder": cmd_ladder,
+HANDLERS = {"list": cmd_list, "check": cmd_check, "train": cmd_train, "eval": cmd_eval, "lens": cmd_lens, "embed": cmd_embed, "sample": cmd_sample, "repetition": cmd_repetition,
+            "ladder": cmd_ladder,
             "chapter": cmd_chapter, "book": cmd_book}
 
 

@@ -189,7 +189,7 @@ def run_task(task: Task, log=None) -> dict:
     return {**metrics, "elapsed_s": round(elapsed, 3)}
 
 
-def _worker_init(threads: int) -> None:
+def worker_init(threads: int) -> None:
     import torch
 
     from zoo.quiet import quiet_libraries
@@ -225,7 +225,7 @@ def execute(tasks: list[Task], jobs: int = 1, log=print) -> dict[tuple[str, str,
     log(f"training {len(tasks)} run(s), {jobs} at a time, {threads} torch thread(s) each")
     # spawn, not fork: a forked child inherits the parent's torch thread pool and Lightning state
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_init, initargs=(threads,)) as pool:
+                             initializer=worker_init, initargs=(threads,)) as pool:
         futures = {(t.chapter, t.run.key, t.seed): pool.submit(run_task, t) for t in order}
         return {key: f.result() for key, f in futures.items()}
 
