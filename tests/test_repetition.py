@@ -106,3 +106,18 @@ def test_cli_bad_inputs(tmp_path, tiny_corpus, tiny_run, capsys):
         ([str(tmp_path / "zebra.txt"), "--reference", str(tmp_path / "nope")], []),
     ]:
         assert_one_line_error(*run(capsys, "repetition", *argv)[::2], *fragments)
+
+
+def test_sample_report_is_decode_then_report(tiny_run):
+    from zoo.generate import Decoding, decode
+    from zoo.repetition import sample_report
+
+    run_ = zoo.load_run(tiny_run)
+    got = sample_report(tiny_run, Decoding("greedy"), "the ", 120, seed=0, reference_dir=tiny_run, excerpt=50)
+    decoded = decode(run_.model, run_.tokenizer, "the ", 120, Decoding("greedy"), 0, run_.config.data.block_size)
+    assert got["excerpt"] == decoded.text[:50] and got["own_bpc"] == pytest.approx(decoded.bpc)
+    expected = report(decoded.text, reference=run_)
+    assert got["distinct"] == expected["distinct"] and got["reference"]["bpc"] == pytest.approx(expected["reference"]["bpc"])
+    lr = expected["longest_repeat"]
+    assert got["longest_repeat"]["length"] == lr["length"] and got["longest_repeat"]["unit"] == lr["text"][:lr["distance"]]
+    assert got["decoding"] == "greedy"

@@ -25,6 +25,7 @@ also returns the text's log-likelihood under the unfiltered model, so strategies
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -278,9 +279,8 @@ def _beam_logits(model, beams: list[_Feed]) -> torch.Tensor:
 
 
 def _child(parent: _Feed, char: int) -> _Feed:
-    """A beam's feed extended by one character; a parent kept by several children is shared, not copied:
-    feeds only ever replace their context and state, never change them in place."""
-    child = _Feed.__new__(_Feed)
-    child.__dict__.update(parent.__dict__)
+    """A beam's feed extended by one character. A shallow copy: the parent's context and state tensors are
+    shared by its children, which is safe because a feed replaces them, never changes them in place."""
+    child = copy.copy(parent)
     child.push(torch.tensor([char]))
     return child

@@ -162,8 +162,6 @@ def mixtures(runs: dict, splits: dict) -> dict:
     the best run: where the network beats the counts, by kind of character and by context count."""
     import statistics
 
-    import torch
-
     from zoo.mixture import bucket_label, context_buckets, fit, mix, run_predictions, score_rows, target_probs
 
     ngram = runs["ngram"][0]
