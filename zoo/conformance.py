@@ -195,6 +195,26 @@ def check_hook_points(name: str) -> None:
         assert torch.allclose(zeroed, zeroed[:1, :1].expand_as(zeroed)), "with readout zeroed the logits still vary: something bypasses it"
 
 
+
+@torch.no_grad()
+def check_decoding(name: str) -> None:
+    """zoo sample's strategies run on it: beam search of width 1 is greedy, a wider beam's likelihood is its text's, a seed repeats a sample."""
+    from zoo.data import CharTokenizer
+    from zoo.generate import Decoding, decode
+
+    model, tokenizer = make(name), CharTokenizer("abcdefghijk"[:V])
+    greedy = decode(model, tokenizer, "abc", 12, Decoding("greedy"), block_size=T)
+    one = decode(model, tokenizer, "abc", 12, Decoding("beam", beam=1), block_size=T)
+    assert one.text == greedy.text, f"beam search of width 1 gave {one.text!r}, greedy {greedy.text!r}"
+    wide = decode(model, tokenizer, "abc", 12, Decoding("beam", beam=3), block_size=T)
+    ids = tokenizer.encode("abc" + wide.text)
+    nats = -sum(F.log_softmax(logits_of(model, ids[None, max(0, t - T):t])[0, -1].double(), -1)[ids[t]].item()
+                for t in range(3, len(ids)))  # each character given everything before it, from scratch
+    assert abs(wide.nats - nats) < 1e-3 * max(1.0, nats), f"beam's text has {nats:.4f} nats, beam search reported {wide.nats:.4f}"
+    settings = Decoding("sample", temperature=0.9, top_p=0.95)
+    assert decode(model, tokenizer, "abc", 12, settings, seed=5, block_size=T) == decode(model, tokenizer, "abc", 12, settings, seed=5, block_size=T), \
+        "the same seed gave two different samples"
+
 CHECKS = {
     "contract": check_contract,
     "shapes": check_shapes,
@@ -206,6 +226,7 @@ CHECKS = {
     "protocol": check_protocol,
     "harness": check_harness,
     "hook-points": check_hook_points,
+    "decoding": check_decoding,
 }
 
 

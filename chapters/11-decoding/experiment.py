@@ -134,7 +134,7 @@ def figures(results: dict, figdir) -> None:
              "p09": "top-p 0.9"}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     for ax, metric, title in ((axes[0], "longest", "longest repeated substring (characters)"),
-                              (axes[1], "distinct_8", "distinct 8-grams (share)")):
+                              (axes[1], "distinct_4", "distinct 4-grams (share of all 4-grams)")):
         for name, label in shown.items():
             means = [s[k][name][metric]["mean"] for k in SIZES]
             lows = [s[k][name][metric]["mean"] - s[k][name][metric]["min"] for k in SIZES]
@@ -155,20 +155,22 @@ def figures(results: dict, figdir) -> None:
     g = s["gpt"]
     families = {"temperature": ["t05", "t065", "t08", "t10", "t12"], "top-k": ["k2", "k5", "k20"],
                 "top-p": ["p05", "p07", "p09", "p097"], "min-p": ["minp02", "minp01", "minp005"]}
-    fig, ax = plt.subplots(figsize=(7, 4.6))
+    short = lambda d: d.replace("sample ", "").replace("T=1 ", "")  # noqa: E731  "T=1 top-p 0.9" -> "top-p 0.9"
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for family, names in families.items():
-        xs = [g[n]["distinct_8"]["mean"] for n in names]
+        xs = [g[n]["distinct_4"]["mean"] for n in names]
         ys = [g[n]["ref_bpc"]["mean"] for n in names]
         ax.plot(xs, ys, marker="o", label=family)
         for n, x, y in zip(names, xs, ys):
-            ax.annotate(g[n]["decoding"].replace("sample ", ""), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(short(g[n]["decoding"]), (x, y), fontsize=7, xytext=(4, -9), textcoords="offset points")
     for name, marker in (("greedy", "s"), ("beam", "D"), ("penalty", "^")):
-        ax.plot(g[name]["distinct_8"]["mean"], g[name]["ref_bpc"]["mean"], marker=marker, ls="", color="k", label=g[name]["decoding"])
-    ax.plot(ref["distinct_8"]["mean"], ref["ref_bpc"]["mean"], marker="*", ms=12, ls="", color="tab:red", label="the test text")
-    ax.set_xlabel("distinct 8-grams (share; more is more varied)")
+        ax.plot(g[name]["distinct_4"]["mean"], g[name]["ref_bpc"]["mean"], marker=marker, ls="", color="k", label=g[name]["decoding"])
+    ax.plot(ref["distinct_4"]["mean"], ref["ref_bpc"]["mean"], marker="*", ms=13, ls="", color="tab:red", label="the test text")
+    ax.set_xlabel("distinct 4-grams (share of all 4-grams; more is more varied)")
     ax.set_ylabel("bpc under chapter 8's best gpt (less is likelier)")
-    ax.set_title("The book's gpt: diversity against likelihood, per decoding setting\nmean of three samples", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.set_title("The book's gpt: diversity against likelihood, per decoding setting\nmean of three samples of "
+                 f"{v['tokens']:,} characters", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(figdir / "tradeoff.png", dpi=120)
     plt.close(fig)
