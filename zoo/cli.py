@@ -1,7 +1,7 @@
 """The ``zoo`` command: thin. It parses, builds through the registry and calls the run API.
 
     zoo list                                   rungs in ladder order
-    zoo train RUNG [--preset P] [--data CORPUS] [--seed N] [--out DIR] [--resume DIR]
+    zoo train RUNG [--preset P] [--data CORPUS] [--seed N] [--out DIR] [--resume DIR] [--quiet]
                    [--config FILE] [--model.* --data.* --optim.* --trainer.*] [--print_config]
     zoo check RUNG                             the conformance checks on one rung (exit 1 if any fails)
     zoo eval RUN_DIR [--split val|test] [--json] [--data CORPUS] [--window N] [--mix RUN_DIR... [--weight W]]
@@ -10,7 +10,7 @@
     zoo sample RUN_DIR [--prompt TEXT] [--tokens N] [--strategy sample|greedy|beam] [--beam N] [--temperature T]
                    [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty θ] [--seed S] [--mix RUN_DIR]
     zoo repetition [FILE | - | --corpus NAME [--split S]] [--reference RUN_DIR] [--max-n N] [--json]
-    zoo ladder [--preset quick|book] [--data CORPUS] [--seed N] [--out DIR] [--resume] [--rungs a,b]
+    zoo ladder [--preset quick|book] [--data CORPUS] [--seed N] [--out DIR] [--resume] [--rungs a,b] [--quiet] [--trainer.*]
     zoo chapter run NN [--smoke] [--force]     train a chapter's experiment, write its results.json and figures
     zoo book [--smoke] [--figures-only]        every chapter, then the home page's table and plot
 
@@ -115,6 +115,7 @@ def train_parser(rung: str, preset: str, base: dict | None = None) -> ArgumentPa
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Optional[str], default=None, help="run directory (default runs/RUNG-PRESET[-N])")
     p.add_argument("--resume", type=Optional[str], default=None, help="continue the run in this directory")
+    p.add_argument("--quiet", action="store_true", help="no progress: only the result line (and errors)")
     p.add_class_arguments(info.cls.Config, "model", skip={"vocab_size", "block_size"}, fail_untyped=False)
     p.add_class_arguments(DataConfig, "data")
     p.add_class_arguments(OptimConfig, "optim")
@@ -149,7 +150,7 @@ def cmd_train(argv: list[str]) -> int:
     ns = parser.parse_args(argv)
     values = ns.as_dict()
     values.pop("config", None)
-    out, resume = values.pop("out"), values.pop("resume")
+    out, resume, quiet = values.pop("out"), values.pop("resume"), values.pop("quiet")
     from zoo.config import RunConfig
 
     config = RunConfig.from_dict(values)
@@ -161,7 +162,7 @@ def cmd_train(argv: list[str]) -> int:
         further = "; raise --trainer.max_steps to train it further" if registry.get(rung).trainable else ""
         print(f"{rung}: the run in {run_dir} is already finished ({finished['steps']} steps, val {finished['val']['bpc']:.4f} bpc){further}")
         return 0
-    metrics = train(config, run_dir, resume=bool(resume))
+    metrics = train(config, run_dir, resume=bool(resume), quiet=quiet)
     if metrics:
         v = metrics["val"]
         print(f"{rung}: val {v['bpc']:.4f} bpc ({v['nats']:.4f} nats/char) after {metrics['steps']} steps — run in {run_dir}")
@@ -496,15 +497,26 @@ def cmd_ladder(argv: list[str]) -> int:
     p.add_argument("--out", type=Optional[str], default=None, help="default runs/ladder-PRESET-CORPUS[-N]")
     p.add_argument("--resume", action="store_true", help="continue the ladder in --out: finished rungs are kept")
     p.add_argument("--rungs", type=Optional[str], default=None, help="comma-separated subset, e.g. bigram,gpt")
+    p.add_argument("--quiet", action="store_true", help="only each rung's result line and the leaderboard")
+    p.add_class_arguments(TrainerConfig, "trainer")  # as zoo train: --trainer.threads 1, --trainer.logger tensorboard, ...
     args = p.parse_args(argv)
     corpus = args.data.corpus if args.data else None
     rungs = args.rungs.split(",") if args.rungs else registry.names()
     if args.resume and not args.out:
         raise ZooError("--resume needs --out DIR (the ladder directory to continue)")
+    given = _given(argv, "trainer")  # only the --trainer.* flags on the command line; the rest is each preset's
+    trainer = {k: v for k, v in vars(args.trainer).items() if k in given}
     out = Path(args.out) if args.out else _default_out(f"ladder-{args.preset}-{Path(corpus or DEFAULT_CORPUS).stem}")
-    board = run_ladder(rungs, args.preset, out, corpus=corpus, seed=args.seed, resume=args.resume)
+    board = run_ladder(rungs, args.preset, out, corpus=corpus, seed=args.seed, resume=args.resume,
+                       trainer=trainer, quiet=args.quiet)
     print(board)
     return 0
+
+
+def _given(argv: list[str], section: str) -> set[str]:
+    """The option names of one section that argv sets: ``--trainer.threads 1`` and ``--trainer.threads=1`` give {"threads"}."""
+    prefix = f"--{section}."
+    return {a[len(prefix):].split("=", 1)[0] for a in argv if a.startswith(prefix)}
 
 
 # ---------------------------------------------------------------------------------- chapter and book

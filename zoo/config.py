@@ -58,6 +58,7 @@ class TrainerConfig:
     precision: str = "auto"  # Lightning precision ("32-true", "bf16-mixed", ...); "auto": see zoo.runs.auto_precision
     progress_bar: bool = True
     threads: int = 0  # torch intra-op threads; 0 = torch's default. 1 is far faster on a busy shared CPU
+    logger: str = "csv"  # "csv" (logs/, what zoo and the book read) or "tensorboard" (csv and tensorboard/)
 
 
 SECTIONS = {"data": DataConfig, "optim": OptimConfig, "trainer": TrainerConfig}

@@ -21,6 +21,7 @@ import platform
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -29,7 +30,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
@@ -97,6 +98,62 @@ class StepProgressBar(TQDMProgressBar):
         self.train_progress_bar.reset(total=trainer.max_steps)
         self.train_progress_bar.n = trainer.global_step
         self.train_progress_bar.set_description(trainer.lightning_module.meta.get("rung", "train"))
+
+
+class LineProgress(ProgressBar):
+    """Progress as plain lines, for output that is not a terminal (a log file, CI, ``nohup``): one line every
+    1/LINES of the run and one per validation. A bar there writes a carriage-return redraw every step (the
+    quick ladder redirected to a file was 380 kB of them)."""
+
+    LINES = 10
+
+    def __init__(self):
+        super().__init__()
+        self._enabled, self._start = True, None
+
+    def disable(self):
+        self._enabled = False
+
+    def enable(self):
+        self._enabled = True
+
+    def _say(self, trainer, text):
+        if self._enabled and trainer.is_global_zero:
+            print(f"{trainer.lightning_module.meta.get('rung', 'train')}: step {trainer.global_step:,}/{trainer.max_steps:,}  {text}", flush=True)
+
+    def on_train_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step, every = trainer.global_step, max(1, math.ceil(trainer.max_steps / self.LINES))
+        if step % every == 0 or step == trainer.max_steps:
+            loss = trainer.callback_metrics.get("train_loss")
+            self._say(trainer, (f"train loss {float(loss):.3f}  " if loss is not None else "") + f"{time.perf_counter() - self._start:.1f} s")
+
+    def on_validation_end(self, trainer, pl_module):
+        val = trainer.callback_metrics.get("val_nats")
+        if not trainer.sanity_checking and val is not None:
+            self._say(trainer, f"val {float(val):.4f} nats/char ({float(val) / math.log(2):.4f} bpc, a quick estimate)")
+
+
+def progress_bar():
+    """The bar on a terminal, lines anywhere else."""
+    return StepProgressBar() if sys.stdout.isatty() else LineProgress()
+
+
+LOGGERS = ("csv", "tensorboard")
+
+
+def loggers(config, out: Path) -> list:
+    """logs/version_N/metrics.csv always (zoo's tools and the book read it; a resumed run appends a
+    version instead of deleting the curve so far), and TensorBoard's event files in tensorboard/ when
+    --trainer.logger tensorboard asks for them."""
+    chosen = [CSVLogger(out, name="logs")]
+    if config.trainer.logger == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        chosen.append(TensorBoardLogger(out, name="tensorboard", default_hp_metric=False))
+    return chosen
 
 
 class TrainClock(Callback):
@@ -331,6 +388,16 @@ def check_config(config: RunConfig) -> None:
         raise ZooError(f"--optim.min_lr_ratio must be in [0, 1] (got {o.min_lr_ratio})")
     if t.threads < 0:
         raise ZooError(f"--trainer.threads must be >= 0, 0 = torch's default (got {t.threads})")
+    if t.logger not in LOGGERS:
+        raise ZooError(f"--trainer.logger must be one of {', '.join(LOGGERS)} (got {t.logger!r})")
+    if t.logger == "tensorboard" and not _tensorboard_installed():
+        raise ZooError("--trainer.logger tensorboard needs the tensorboard package: pip install -e \".[tensorboard]\" (or pip install tensorboard)")
+
+
+def _tensorboard_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None
 
 
 # ------------------------------------------------------------------------------------ run directories
@@ -408,7 +475,7 @@ def _make_run_dir(out: Path) -> None:
 # make the checkpoint continue a different run than its config.yaml describes, so it is refused. A larger
 # max_steps re-stretches the cosine schedule from the step reached (the lr is continuous only at max_steps).
 RESUME_MAY_CHANGE = ("trainer.max_steps", "trainer.val_every", "trainer.val_batches", "trainer.checkpoint_every",
-                     "trainer.progress_bar", "trainer.threads", "trainer.accelerator")
+                     "trainer.progress_bar", "trainer.threads", "trainer.accelerator", "trainer.logger")
 
 
 def _settings(config: dict) -> dict:
@@ -549,7 +616,7 @@ def train_or_reuse(config: RunConfig, out: str | os.PathLike, *, force: bool = F
     metrics_path = out / "metrics.json"
     if metrics_path.is_file() and not force:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-        if metrics["config"] != config.to_dict():
+        if RunConfig.from_dict(metrics["config"]).to_dict() != config.to_dict():  # older runs lack newer options: their defaults
             raise ZooError(f"{out} holds a finished run with a different config; retrain it with --force or choose another directory")
         return metrics, True
     if force or (out.exists() and not (out / CHECKPOINT).is_file()):
@@ -585,11 +652,10 @@ def _make_trainer(config, out, callbacks, quiet):
             accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision,
             val_check_interval=t.val_every, check_val_every_n_epoch=None, limit_val_batches=t.val_batches,
             num_sanity_val_steps=0, log_every_n_steps=min(50, t.val_every),
-            # logs/version_N/metrics.csv: a resumed run appends a version instead of deleting the curve so far
-            logger=CSVLogger(out, name="logs"), enable_checkpointing=False, enable_model_summary=False,
+            logger=loggers(config, out), enable_checkpointing=False, enable_model_summary=False,
             enable_progress_bar=t.progress_bar and not quiet,
             callbacks=[AtomicCheckpoint(out / CHECKPOINT, t.checkpoint_every), *callbacks]
-            + ([StepProgressBar()] if t.progress_bar and not quiet else []),
+            + ([progress_bar()] if t.progress_bar and not quiet else []),
         )
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
