@@ -10,6 +10,7 @@
     zoo sample RUN_DIR [--prompt TEXT] [--tokens N] [--strategy sample|greedy|beam] [--beam N] [--temperature T]
                    [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty θ] [--seed S] [--mix RUN_DIR]
     zoo repetition [FILE | - | --corpus NAME [--split S]] [--reference RUN_DIR] [--max-n N] [--json]
+    zoo export RUN_DIR OUT [--format hf]       a gpt run as a Hugging Face Llama model and tokenizer
     zoo ladder [--preset quick|book] [--data CORPUS] [--seed N] [--out DIR] [--resume] [--rungs a,b] [--quiet] [--trainer.*]
     zoo chapter run NN [--smoke] [--force]     train a chapter's experiment, write its results.json and figures
     zoo book [--smoke] [--figures-only]        every chapter, then the home page's table and plot
@@ -35,7 +36,7 @@ from zoo.errors import Interrupted, ZooError
 from zoo.quiet import quiet_libraries
 from zoo.summary import duration
 
-COMMANDS = ("list", "check", "train", "eval", "lens", "embed", "sample", "repetition", "ladder", "chapter", "book")
+COMMANDS = ("list", "check", "train", "eval", "lens", "embed", "sample", "repetition", "export", "ladder", "chapter", "book")
 
 
 def _parser(prog: str, description: str) -> ArgumentParser:
@@ -403,6 +404,20 @@ def cmd_sample(argv: list[str]) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------------- export
+def cmd_export(argv: list[str]) -> int:
+    from zoo.export import FORMATS, export_run
+
+    p = _parser("zoo export", "Export a trained run for other tools: --format hf writes a gpt run as a Hugging Face Llama model.")
+    p.add_argument("run_dir", type=str)
+    p.add_argument("out", type=str, help="a new directory (never overwritten)")
+    p.add_argument("--format", type=str, default="hf", help=f"one of {', '.join(FORMATS)} (default hf)")
+    args = p.parse_args(argv)
+    out = export_run(args.run_dir, args.out, args.format)
+    print(f"exported {args.run_dir} to {out}: AutoModelForCausalLM.from_pretrained({str(out)!r}) and AutoTokenizer.from_pretrained({str(out)!r}) load it")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- repetition
 def cmd_repetition(argv: list[str]) -> int:
     from zoo.repetition import MAX_N, format_report, report
@@ -639,7 +654,7 @@ def cmd_book(argv: list[str]) -> int:
     return 0
 
 
-HANDLERS = {"list": cmd_list, "check": cmd_check, "train": cmd_train, "eval": cmd_eval, "lens": cmd_lens, "embed": cmd_embed, "sample": cmd_sample, "repetition": cmd_repetition,
+HANDLERS = {"list": cmd_list, "check": cmd_check, "train": cmd_train, "eval": cmd_eval, "lens": cmd_lens, "embed": cmd_embed, "sample": cmd_sample, "repetition": cmd_repetition, "export": cmd_export,
             "ladder": cmd_ladder,
             "chapter": cmd_chapter, "book": cmd_book}
 
