@@ -12,6 +12,7 @@
     zoo repetition [FILE | - | --corpus NAME [--split S]] [--reference RUN_DIR] [--max-n N] [--json]
     zoo export RUN_DIR OUT [--format hf]       a gpt run as a Hugging Face Llama model and tokenizer
     zoo ladder [--preset quick|book] [--data CORPUS] [--seed N] [--out DIR] [--resume] [--rungs a,b] [--quiet] [--trainer.*]
+    zoo sweep RUNG --grid SECTION.NAME=V1,V2 ... [--seeds 0,1] [--jobs N] [--out DIR] [--resume] [--trainer.*]
     zoo chapter run NN [--smoke] [--force]     train a chapter's experiment, write its results.json and figures
     zoo book [--smoke] [--figures-only]        every chapter, then the home page's table and plot
 
@@ -36,7 +37,7 @@ from zoo.errors import Interrupted, ZooError
 from zoo.quiet import quiet_libraries
 from zoo.summary import duration
 
-COMMANDS = ("list", "check", "train", "eval", "lens", "embed", "sample", "repetition", "export", "ladder", "chapter", "book")
+COMMANDS = ("list", "check", "train", "eval", "lens", "embed", "sample", "repetition", "export", "ladder", "sweep", "chapter", "book")
 
 
 def _parser(prog: str, description: str) -> ArgumentParser:
@@ -534,6 +535,41 @@ def _given(argv: list[str], section: str) -> set[str]:
     return {a[len(prefix):].split("=", 1)[0] for a in argv if a.startswith(prefix)}
 
 
+# --------------------------------------------------------------------------------------------- sweep
+def cmd_sweep(argv: list[str]) -> int:
+    from zoo.sweep import run_sweep, parse_grid
+
+    argv = _data_shortcut(argv)
+    p = _parser("zoo sweep", "Train one rung at every point of a grid of settings; one run directory per point, one summary table.")
+    p.add_argument("rung", type=str)
+    p.add_argument("--grid", type=str, nargs="+", default=[], help="SECTION.NAME=V1,V2,... (e.g. model.n_layer=1,2,4 optim.lr=1e-3,3e-3)")
+    p.add_argument("--preset", type=str, default=DEFAULT_PRESET)
+    p.add_argument("--data.corpus", type=Optional[str], default=None, help="the corpus of every point (default: the preset's)")
+    p.add_argument("--seeds", type=str, default="0", help="comma-separated, e.g. 0,1,2")
+    p.add_argument("--out", type=Optional[str], default=None, help="default runs/sweep-RUNG[-N]")
+    p.add_argument("--jobs", type=int, default=1, help="points trained at once, each in its own process with one thread")
+    p.add_argument("--resume", action="store_true", help="continue the sweep in --out: finished points are kept")
+    p.add_class_arguments(TrainerConfig, "trainer")  # as zoo train: --trainer.max_steps 500, ...
+    args = p.parse_args(argv)
+    registry.get(args.rung)
+    grid = parse_grid(list(args.grid or []), args.rung)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ZooError(f"--seeds takes comma-separated integers (got {args.seeds!r})") from None
+    if not seeds:
+        raise ZooError("--seeds needs at least one seed")
+    if args.resume and not args.out:
+        raise ZooError("--resume needs --out DIR (the sweep directory to continue)")
+    given = _given(argv, "trainer")
+    trainer = {k: v for k, v in vars(args.trainer).items() if k in given}
+    out = Path(args.out) if args.out else _default_out(f"sweep-{args.rung}")
+    corpus = args.data.corpus if args.data else None
+    rows = run_sweep(args.rung, grid, out, preset=args.preset, corpus=corpus, seeds=seeds, jobs=args.jobs, trainer=trainer, resume=args.resume)
+    print((out / "summary.md").read_text(encoding="utf-8") + f"\n({len(rows)} point(s); runs and summary.json in {out})")
+    return 0
+
+
 # ---------------------------------------------------------------------------------- chapter and book
 def _seeds(text: str | None) -> list[int] | None:
     if text is None:
@@ -655,7 +691,7 @@ def cmd_book(argv: list[str]) -> int:
 
 
 HANDLERS = {"list": cmd_list, "check": cmd_check, "train": cmd_train, "eval": cmd_eval, "lens": cmd_lens, "embed": cmd_embed, "sample": cmd_sample, "repetition": cmd_repetition, "export": cmd_export,
-            "ladder": cmd_ladder,
+            "ladder": cmd_ladder, "sweep": cmd_sweep,
             "chapter": cmd_chapter, "book": cmd_book}
 
 

@@ -32,12 +32,12 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    optimizer: str = "adamw"  # "adamw" (decoupled weight decay) or "adam" (Vaswani et al.)
+    optimizer: str = "adamw"  # "adamw" (decoupled weight decay), "adam" (Vaswani et al.), or "muon" (Muon for hidden matrices, AdamW for the rest)
     lr: Optional[float] = 3e-3  # peak learning rate; None: the rung's own rule (its peak_lr, e.g. the Vaswani formula)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     eps: float = 1e-8
     weight_decay: float = 0.1  # applied to tensors with >= 2 dimensions only (matrices, embeddings)
-    schedule: str = "cosine"  # "cosine" (warmup then cosine to a floor), "inverse_sqrt", "constant"
+    schedule: str = "cosine"  # "cosine" or "linear" (warmup, then down to a floor), "constant" (after warmup), "inverse_sqrt"
     warmup_steps: int = 100  # linear warmup from lr / warmup_steps to lr
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping

@@ -30,10 +30,15 @@ def lr_factor(schedule: str, step: int, warmup_steps: int, max_steps: int, min_l
         return step / warmup
     if schedule == "constant":
         return 1.0
+    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
     if schedule == "cosine":  # Loshchilov & Hutter 2017, decaying once to min_lr_ratio * lr
-        progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
         return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    raise ZooError(f"unknown schedule {schedule!r} (valid: cosine, inverse_sqrt, constant)")
+    if schedule == "linear":  # a straight line from lr down to min_lr_ratio * lr
+        return 1.0 - (1 - min_lr_ratio) * progress
+    raise ZooError(f"unknown schedule {schedule!r} (valid: {', '.join(SCHEDULES)})")
+
+
+SCHEDULES = ("cosine", "linear", "constant", "inverse_sqrt")
 
 
 # --8<-- [start:detach_state]
@@ -47,7 +52,22 @@ def detach_state(state):
 # --8<-- [end:detach_state]
 
 
-OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+OPTIMIZERS = ("adamw", "adam", "muon")
+
+
+def muon_split(model: torch.nn.Module) -> tuple[list, list]:
+    """(hidden matrices, everything else): what Muon updates and what AdamW updates alongside it.
+
+    Muon (Jordan et al. 2024) orthogonalises the momentum of a weight *matrix* that maps one hidden space
+    to another: q, k, v, the attention output, the MLP's, a recurrent matrix. Embedding tables (rows
+    looked up one at a time) and the output projection to the vocabulary are not such maps, and vectors
+    (gains, biases) are not matrices; those stay with AdamW, as in the Muon recipe."""
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    tables = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    heads = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == vocab}
+    params = [p for p in model.parameters() if p.requires_grad]
+    hidden = [p for p in params if p.dim() == 2 and id(p) not in tables | heads]
+    return hidden, [p for p in params if all(p is not h for h in hidden)]
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -97,13 +117,23 @@ class LanguageModel(L.LightningModule):
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), label_smoothing=self.optim.label_smoothing)
         if not torch.isfinite(loss):
             raise ZooError(f"loss became {loss.item()} at step {self.global_step}; try a lower --optim.lr (now {self.optim.lr:g}) or a smaller --optim.grad_clip")
-        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
-        optimizer.zero_grad(set_to_none=True)
+        optimizers, schedulers = self.optimizers(), self.lr_schedulers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]  # Muon runs two: Muon and AdamW
+        schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.optim.grad_clip > 0:
-            self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
-        optimizer.step()
-        scheduler.step()
+            if len(optimizers) == 1:
+                self.clip_gradients(optimizers[0], gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
+            else:  # one global norm over every parameter, as with one optimizer
+                torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None], self.optim.grad_clip)
+        optimizers[0].step()  # through Lightning, which counts one global step per LightningOptimizer.step ...
+        for extra in optimizers[1:]:
+            extra.optimizer.step()  # ... so Muon's AdamW partner steps its torch optimizer directly: one step, one count
+        for scheduler in schedulers:
+            scheduler.step()
+        scheduler = schedulers[-1]
         if self.stateful:
             self.state = detach_state(state)
         self.log("train_loss", loss.detach(), prog_bar=True)
@@ -128,26 +158,34 @@ class LanguageModel(L.LightningModule):
     # ----------------------------------------------------------------------------------- optimiser
     def configure_optimizers(self):
         o = self.optim
+        if o.optimizer not in OPTIMIZERS:
+            raise ZooError(f"unknown optimizer {o.optimizer!r} (valid: {', '.join(OPTIMIZERS)})")
+        lr_factor(o.schedule, 1, o.warmup_steps, self.max_steps, o.min_lr_ratio)  # reject an unknown schedule now
         params = [p for p in self.model.parameters() if p.requires_grad]
-        groups = [  # decay matrices and embeddings; never biases, gains or other vectors
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": o.weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
-        kinds = OPTIMIZERS
-        if o.optimizer not in kinds:
-            raise ZooError(f"unknown optimizer {o.optimizer!r} (valid: {', '.join(kinds)})")
-        # foreach: one kernel per operation over all tensors instead of a Python loop over tensors (torch
-        # picks it by itself on CUDA only; on CPU the loop cost ~7% of a gpt step, with identical results).
-        # fused: the whole update as one kernel (~1.08x a gpt step on CPU); off by default, as its rounding differs.
+        optimizers = []
         try:
-            optimizer = kinds[o.optimizer](groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps,
-                                           foreach=None if o.fused else True, fused=True if o.fused else None)
+            if o.optimizer == "muon":
+                # Muon for hidden matrices, scaled to match AdamW's update RMS (Liu et al. 2025, "Muon is
+                # scalable"), so that the run's lr and weight decay carry over; AdamW for the rest.
+                hidden, params = muon_split(self.model)
+                if hidden:
+                    optimizers.append(torch.optim.Muon(hidden, lr=o.lr, weight_decay=o.weight_decay, adjust_lr_fn="match_rms_adamw"))
+            groups = [  # decay matrices and embeddings; never biases, gains or other vectors
+                {"params": [p for p in params if p.dim() >= 2], "weight_decay": o.weight_decay},
+                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+            ]
+            # foreach: one kernel per operation over all tensors instead of a Python loop over tensors (torch
+            # picks it by itself on CUDA only; on CPU the loop cost ~7% of a gpt step, with identical results).
+            # fused: the whole update as one kernel (~1.08x a gpt step on CPU); off by default, as its rounding differs.
+            kind = torch.optim.Adam if o.optimizer == "adam" else torch.optim.AdamW
+            optimizers.append(kind(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+                                   foreach=None if o.fused else True, fused=True if o.fused else None))
         except ValueError as e:  # torch's own checks of lr, betas, eps, weight_decay: one line, not a traceback
             raise ZooError(f"--optim settings refused by torch: {e}") from None
-        lr_factor(o.schedule, 1, o.warmup_steps, self.max_steps, o.min_lr_ratio)  # reject an unknown schedule now
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda i: lr_factor(o.schedule, i + 1, o.warmup_steps, self.max_steps, o.min_lr_ratio))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        schedule = lambda i: lr_factor(o.schedule, i + 1, o.warmup_steps, self.max_steps, o.min_lr_ratio)  # noqa: E731
+        configured = [{"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, schedule), "interval": "step"}}
+                      for opt in optimizers]
+        return configured[0] if len(configured) == 1 else configured
 
     # ---------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint):

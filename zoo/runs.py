@@ -280,6 +280,15 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def count_embedding_params(model: torch.nn.Module) -> int:
+    """Parameters in the model's embedding tables (every ``nn.Embedding``: tokens, and positions where they
+    are learned), each counted once, so a tied output projection counts here. Kaplan et al. 2020's scaling
+    laws are stated in the parameters that are *not* these (``params_non_embedding`` in metrics.json); an
+    untied output projection is a matrix like any other and counts there."""
+    seen = {id(p): p for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    return sum(p.numel() for p in seen.values())
+
+
 def count_stored(model: torch.nn.Module) -> dict:
     """What a model keeps: every number of its state_dict (trained parameters and the tables a counting
     rung fills), plus whatever the rung's optional ``storage()`` adds (the n-gram: how many n-grams)."""
@@ -702,6 +711,8 @@ def finish(config: RunConfig, data: TextDataModule, model, out: Path, steps: int
         "val": val,
         "test": test,
         "params": count_params(model),
+        "params_embedding": count_embedding_params(model),
+        "params_non_embedding": count_params(model) - count_embedding_params(model),
         "stored": count_stored(model),  # a counting rung has no parameters, but it does store numbers
         "steps": steps,
         "tokens_seen": tokens_seen,
