@@ -130,7 +130,7 @@ def test_corpus_shorter_than_a_window(tmp_path, capsys):
     ("--trainer.max_steps", "0", "max_steps"),
     ("--optim.lr", "-1", "lr"),
     ("--data.block_size", "0", "block_size"),
-    ("--optim.schedule", "linear", "schedule"),
+    ("--optim.schedule", "exponential", "schedule"),
     ("--model.n_embd", "4", "n_embd"),  # bigram has no such option
 ])
 def test_impossible_hyperparameters(tmp_path, tiny_corpus, capsys, flag, value, fragment):
