@@ -380,3 +380,25 @@ def test_shared_runs_live_in_the_chapter_that_shares_them(tmp_path):
     bad = write_chapter(tmp_path, "04-bad", "from zoo.book import RunSpec\nRUNS = [RunSpec('bigram', shared_with='../x')]\n", "# Four\n")
     with pytest.raises(ZooError, match="shared_with must be a chapter's folder name"):
         book.Chapter("04-bad", bad).experiment()
+
+
+def test_a_diverged_run_is_reported_not_fatal(tmp_path, corpus):
+    """A run whose loss stops being finite is recorded as diverged: the chapter still writes its results,
+    its table says so, the leaderboard leaves it out, and a second run of the chapter does not retrain it."""
+    wild = "{'optim': {'lr': 1e7, 'grad_clip': 0}}"
+    folder = write_chapter(tmp_path, "05-lr", "from zoo.book import RunSpec\n"
+                           f"RUNS = [RunSpec('gpt', name='calm', seeds=(0,)), RunSpec('gpt', name='wild', seeds=(0, 1), overrides={wild})]\n",
+                           "# Five\n\n[[table:runs]]\n")
+    chapter, log = book.Chapter("05-lr", folder), []
+    book.run_chapter(chapter, smoke=True, out=tmp_path / "out", corpus=corpus, root=tmp_path, log=log.append)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    wild_run = results["runs"]["wild"]
+    assert wild_run["summary"]["val"] is None and wild_run["summary"]["diverged"] == 2
+    assert all("loss became" in s["diverged"] for s in wild_run["per_seed"])
+    assert results["runs"]["calm"]["summary"]["val"]["bpc"]["n"] == 1 and results["runs"]["calm"]["summary"]["diverged"] == 0
+    table = book.placeholders.table("runs", {"05-lr": results}, "05-lr", "index.md")
+    assert "| `wild` | `gpt` | book | | | | diverged | diverged | 2 |" in table
+    assert [r["name"] for r in book.placeholders.leaderboard_rows({"05-lr": results})] == ["calm"]
+    log.clear()
+    book.run_chapter(chapter, smoke=True, out=tmp_path / "out", corpus=corpus, root=tmp_path, log=log.append)
+    assert sum("diverged before, not retrained" in line for line in log) == 2

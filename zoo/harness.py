@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from torchmetrics import SumMetric
 
 from zoo.config import OptimConfig
-from zoo.errors import ZooError
+from zoo.errors import Diverged, ZooError
 
 
 def lr_factor(schedule: str, step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
@@ -116,7 +116,7 @@ class LanguageModel(L.LightningModule):
         logits, state = self(x, state)  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), label_smoothing=self.optim.label_smoothing)
         if not torch.isfinite(loss):
-            raise ZooError(f"loss became {loss.item()} at step {self.global_step}; try a lower --optim.lr (now {self.optim.lr:g}) or a smaller --optim.grad_clip")
+            raise Diverged(f"loss became {loss.item()} at step {self.global_step}; try a lower --optim.lr (now {self.optim.lr:g}) or a smaller --optim.grad_clip")
         optimizers, schedulers = self.optimizers(), self.lr_schedulers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]  # Muon runs two: Muon and AdamW
         schedulers = schedulers if isinstance(schedulers, list) else [schedulers]

@@ -605,8 +605,8 @@ def train(config: RunConfig, out: str | os.PathLike, resume: bool = False, callb
             shutil.rmtree(out, ignore_errors=True)
         if isinstance(e, (Interrupted, OSError)):
             raise _explain(e, config, out, removed if started else None) from None
-        if removed and isinstance(e, ZooError):
-            raise ZooError(f"{e}; nothing had been saved, so {out} was removed") from None
+        if removed and isinstance(e, ZooError):  # the same kind of error (a Diverged stays one), with what happened
+            raise type(e)(f"{e}; nothing had been saved, so {out} was removed") from None
         raise
     finally:
         if lock is not None:

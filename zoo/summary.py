@@ -36,12 +36,21 @@ def spread(s: dict | None, spec: str = ".3f") -> str:
 
 
 def summarise(per_seed: list[dict]) -> dict:
-    """One run over several seeds (each a metrics.json dict) -> the numbers a table shows."""
+    """One run over several seeds (each a metrics.json dict) -> the numbers a table shows. Seeds whose
+    training diverged (no scores; ``"diverged"`` says why) are counted, not averaged; if every seed
+    diverged, the scores are None."""
+    elapsed = [m["elapsed_s"] for m in per_seed if "elapsed_s" in m]  # the book's train + score + sample time
+    diverged = sum(1 for m in per_seed if "diverged" in m)
+    per_seed = [m for m in per_seed if "diverged" not in m]
+    if not per_seed:
+        return {"val": None, "test": None, "params": None, "stored": None, "steps": None, "tokens_seen": None,
+                "tokens_per_step": None, "wall_s": None, "tokens_per_s": None,
+                "elapsed_s": stats(elapsed) if elapsed else None, "diverged": diverged}
     first = per_seed[0]
     cfg = first["config"]
     tps = [m["tokens_per_s"] for m in per_seed if m.get("tokens_per_s") is not None]
-    elapsed = [m["elapsed_s"] for m in per_seed if "elapsed_s" in m]  # the book's train + score + sample time
     return {
+        "diverged": diverged,
         "val": {k: stats([m["val"][k] for m in per_seed]) for k in ("bpc", "nats")},
         "test": {k: stats([m["test"][k] for m in per_seed]) for k in ("bpc", "nats")},
         "params": first["params"],

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from zoo import registry
-from zoo.errors import ZooError
+from zoo.errors import Diverged, ZooError
 
 SECTIONS = ("model", "data", "optim", "trainer")
 
@@ -107,8 +107,7 @@ def train_point(config, run_dir: Path) -> dict:
         metrics, _ = train_or_reuse(config, run_dir, quiet=True)
         return {"status": "done", **metrics}
     except ZooError as e:
-        message = str(e).splitlines()[0]
-        return {"status": "diverged" if "loss became" in message else "failed", "error": message}
+        return {"status": "diverged" if isinstance(e, Diverged) else "failed", "error": str(e).splitlines()[0]}
 
 
 def run_sweep(rung: str, grid: dict, out: Path, *, preset: str, corpus: str | None = None, seeds: list[int] = (0,),

@@ -158,7 +158,7 @@ def leaderboard_rows(book: dict[str, dict | None]) -> list[dict]:
             continue
         corpus = (res.get("corpus") or {}).get("name", BOOK_CORPUS)
         for name, run in res["runs"].items():
-            if run.get("leaderboard", True):
+            if run.get("leaderboard", True) and run["summary"]["val"] is not None:  # a run whose every seed diverged has no score
                 # off the ladder's shared setting: more budget, another corpus or preset, fewer than 3 seeds
                 # (a chapter added outside zoo, say): such a row is marked, never ranked as if it were alike
                 off = (run.get("beyond_budget") or corpus != BOOK_CORPUS or run.get("preset", BOOK_PRESET) != BOOK_PRESET
@@ -217,8 +217,12 @@ def table(kind: str, book: dict[str, dict | None], here: str | None, page: str) 
                  "|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for name, run in res["runs"].items():
             s = run["summary"]
+            if s["val"] is None:  # every seed diverged: nothing to score
+                lines.append(f"| `{name}` | `{run['rung']}` | {run['preset']} | | | | diverged | diverged | {len(run['per_seed'])} |")
+                continue
+            lost = f" ({s['diverged']} diverged)" if s.get("diverged") else ""
             lines.append(f"| `{name}` | `{run['rung']}` | {run['preset']} | {size_cell(s)} | {s['steps']:,} | "
-                         f"{s['wall_s']['mean']:.1f} s | {spread(s['val']['bpc'])} | {spread(s['test']['bpc'])} | {len(run['per_seed'])} |")
+                         f"{s['wall_s']['mean']:.1f} s | {spread(s['val']['bpc'])} | {spread(s['test']['bpc'])} | {len(run['per_seed'])}{lost} |")
         return "\n".join(lines)
     raise PlaceholderError(f"unknown table {kind!r} (tables: leaderboard, timings, runs)")
 

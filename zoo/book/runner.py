@@ -30,6 +30,7 @@ SMOKE = {  # tiny budgets for --smoke: the same experiment, minutes become secon
 }
 MAX_CURVE_POINTS = 200
 TIMING = "book.json"  # in each run directory: the seconds the book spent on it (train + score + sample)
+DIVERGED = "diverged.json"  # in a run directory whose training diverged: the harness's one line, the config, the seconds spent
 
 
 @dataclass(frozen=True)
@@ -169,16 +170,33 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def run_task(task: Task, log=None) -> dict:
-    """Train (or reuse, or resume) one task's run; its metrics with the seconds the book spent on it."""
+    """Train (or reuse, or resume) one task's run; its metrics with the seconds the book spent on it. A run
+    whose loss stops being finite is recorded as diverged (``{"seed", "config", "diverged", "elapsed_s"}``,
+    no scores) and kept so, not retrained, until ``--force``: a learning-rate sweep reports it and goes on."""
+    from zoo.errors import Diverged
     from zoo.runs import train_or_reuse
 
     log = log or (lambda msg: print(msg, flush=True))
+    config = task.config()
+    diverged = task.run_dir / DIVERGED
+    if diverged.is_file() and not task.force:
+        record = json.loads(diverged.read_text())
+        if record["config"] == config.to_dict():
+            log(f"  {task.run.key} seed {task.seed}: diverged before, not retrained ({record['diverged']})")
+            return {"seed": task.seed, **record}
     timing = task.run_dir / TIMING
     # a run whose metrics.json exists but whose timing was never written did not finish for the book
     force = task.force or ((task.run_dir / "metrics.json").is_file() and not timing.is_file())
     before = json.loads(timing.read_text()).get("elapsed_s", 0.0) if timing.is_file() and not force else 0.0
     start = time.perf_counter()
-    metrics, reused = train_or_reuse(task.config(), task.run_dir, force=force, quiet=True)
+    try:
+        metrics, reused = train_or_reuse(config, task.run_dir, force=force, quiet=True)
+    except Diverged as e:
+        record = {"config": config.to_dict(), "diverged": str(e).splitlines()[0], "elapsed_s": round(before + time.perf_counter() - start, 3)}
+        task.run_dir.mkdir(parents=True, exist_ok=True)
+        diverged.write_text(json.dumps(record) + "\n")
+        log(f"  {task.run.key} seed {task.seed}: diverged — {record['diverged']}")
+        return {"seed": task.seed, **record}
     if reused:
         log(f"  {task.run.key} seed {task.seed}: reusing the finished run in {_relative(task.run_dir, task.root)}")
         return {**metrics, "elapsed_s": before}
