@@ -74,6 +74,158 @@ RUNS = [
 ]
 
 
+KAPLAN_ALPHA_N = 0.076  # Kaplan et al. 2020, eq. (1.1): L(N) = (N_c / N)^0.076, N without embeddings
+WITHIN = (0.02, 0.05)  # "within a few percent of the best": of the best val loss, in nats
+
+
 def analyse(run_dirs: dict, corpus: str) -> dict:
-    """Not yet: the runs come first (see the chapter's note). Returns what the run table cannot show."""
-    return {"steps": STEPS, "lrs": list(LRS)}
+    """Shapes against budgets and the power law, heads, each schedule's learning-rate curve, and Muon."""
+    runs = {key: [_metrics(d) for d in dirs] for key, dirs in run_dirs.items()}
+    return {"steps": STEPS, "lrs": list(LRS), "shapes": shapes(runs), "heads": heads(runs), "rates": rates(runs), "muon": muon(runs, run_dirs)}
+
+
+def _metrics(run_dir) -> dict:
+    """A run's metrics.json, or {"diverged": why} for a run whose training diverged."""
+    import json
+    from pathlib import Path
+
+    run_dir = Path(run_dir)
+    if (run_dir / "metrics.json").is_file():
+        return json.loads((run_dir / "metrics.json").read_text())
+    return {"diverged": json.loads((run_dir / "diverged.json").read_text())["diverged"]}
+
+
+def _val(seeds: list[dict]) -> dict | None:
+    """Mean, spread, min and max of val bpc over the seeds that finished; None if none did."""
+    from zoo.summary import stats
+
+    done = [m["val"]["bpc"] for m in seeds if "val" in m]
+    return stats(done) if done else None
+
+
+def shapes(runs: dict) -> dict:
+    """Every shape's size and score, each budget's spread across shapes, and L(N) fitted as a power law."""
+    import math
+
+    import numpy as np
+
+    points, budgets = [], {}
+    for budget, members in BUDGETS.items():
+        rows = []
+        for L, C in members:
+            seeds = runs[f"s{L}x{C}"]
+            rows.append({"name": f"s{L}x{C}", "n_layer": L, "n_embd": C, "params": seeds[0]["params"],
+                         "non_embedding": seeds[0]["params_non_embedding"], "val": _val(seeds)})
+        means = [r["val"]["mean"] for r in rows]
+        budgets[budget] = {"shapes": rows, "best": min(means), "worst": max(means), "spread": max(means) - min(means),
+                           "best_shape": rows[means.index(min(means))]["name"], "worst_shape": rows[means.index(max(means))]["name"],
+                           "noise": rows[2]["val"]["std"]}  # depth 4 has three seeds
+        points += rows
+    names = list(budgets)
+    gains = {f"{a}_to_{b}": budgets[a]["best"] - budgets[b]["best"] for a, b in zip(names, names[1:])}
+
+    def fit(xs, ys):  # log L = a - alpha log N, least squares; alpha's standard error from the residuals
+        x, y = np.log(np.array(xs, dtype=float)), np.log(np.array(ys, dtype=float))
+        A = np.stack([np.ones_like(x), -x], axis=1)
+        coef, res, *_ = np.linalg.lstsq(A, y, rcond=None)
+        dof = len(x) - 2
+        sigma2 = float(((y - A @ coef) ** 2).sum() / dof) if dof > 0 else float("nan")
+        se = math.sqrt(sigma2 * np.linalg.inv(A.T @ A)[1, 1]) if dof > 0 else float("nan")
+        return {"alpha": float(coef[1]), "alpha_se": se, "points": len(xs)}
+
+    nats = [r["val"]["mean"] * math.log(2) for r in points]  # Kaplan's L is in nats
+    best = [min(budgets[b]["shapes"], key=lambda r: r["val"]["mean"]) for b in names]
+    return {"budgets": budgets, "gains": gains, "kaplan_alpha": KAPLAN_ALPHA_N,
+            "fit_non_embedding": fit([r["non_embedding"] for r in points], nats),
+            "fit_total": fit([r["params"] for r in points], nats),
+            "fit_best_per_budget": fit([r["non_embedding"] for r in best], [r["val"]["mean"] * math.log(2) for r in best])}
+
+
+def heads(runs: dict) -> dict:
+    """4 × 128 with 1, 2, 4 and 8 heads."""
+    out = {f"h{h}": {"heads": h, "val": _val(runs[f"h{h}"])} for h in HEADS}
+    out["h4"] = {"heads": 4, "val": _val(runs["s4x128"])}
+    return out
+
+
+def rates(runs: dict) -> dict:
+    """Per schedule: val bpc at every learning rate (None where it diverged), the best, and the range of
+    learning rates whose val loss is within 2 % and 5 % of that best."""
+    out = {}
+    for schedule in [*SCHEDULES, "muon"]:
+        points = []
+        for i in lr_points(schedule):
+            key = "s4x128" if (schedule == "cosine" and i == RECIPE_LR) else f"{schedule}-lr{i}"
+            seeds = runs[key]
+            val = _val(seeds if key != "s4x128" else seeds[:1])  # one seed per point, as every other point has
+            points.append({"lr": LRS[i], "val": val["mean"] if val else None,
+                           "diverged": next((m["diverged"] for m in seeds if "diverged" in m), None)})
+        done = [p for p in points if p["val"] is not None]
+        best = min(done, key=lambda p: p["val"])
+        within = {}
+        for w in WITHIN:
+            ok = [p["lr"] for p in done if p["val"] <= best["val"] * (1 + w)]
+            within[f"{round(w * 100)}pct"] = {"low": min(ok), "high": max(ok), "ratio": max(ok) / min(ok), "points": len(ok)}
+        out[schedule] = {"points": points, "best_lr": best["lr"], "best": best["val"], "within": within,
+                         "diverged": sum(p["diverged"] is not None for p in points)}
+    return out
+
+
+def muon(runs: dict, run_dirs: dict) -> dict:
+    """Muon at the book's full budget against chapter 7's gpt (AdamW): the protocol's val bpc of both, and
+    the first step at which Muon's quick validation estimate reaches AdamW's final one (mean over its seeds)."""
+    import statistics
+
+    from zoo.book.runner import read_curve
+
+    adamw_curves = [dict(map(tuple, read_curve(d)["val_bpc"])) for d in run_dirs["gpt"]]
+    target = statistics.mean(c[max(c)] for c in adamw_curves)  # AdamW's last quick estimate, at the end of training
+    curve = read_curve(run_dirs["muon-long"][0])["val_bpc"]
+    reached = next((step + 1 for step, bpc in curve if bpc <= target), None)  # logged step s = s + 1 optimiser steps done
+    return {"long": _val(runs["muon-long"]), "adamw": _val(runs["gpt"]), "adamw_final_estimate": target,
+            "steps_to_adamw_final": reached, "adamw_steps": runs["gpt"][0]["steps"]}
+
+
+def figures(results: dict, figdir) -> None:
+    """shape.png: val bpc against non-embedding parameters, one marker per shape; rates.png: val bpc against
+    learning rate, one line per schedule and one for Muon."""
+    import matplotlib.pyplot as plt
+
+    v = results["values"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    markers = {1: "v", 2: "s", 4: "o", 8: "D"}
+    for L, marker in markers.items():
+        rows = [r for b in v["shapes"]["budgets"].values() for r in b["shapes"] if r["n_layer"] == L]
+        ax.errorbar([r["non_embedding"] for r in rows], [r["val"]["mean"] for r in rows],
+                    yerr=[[r["val"]["mean"] - r["val"]["min"] for r in rows], [r["val"]["max"] - r["val"]["mean"] for r in rows]],
+                    marker=marker, ls="", capsize=3, label=f"{L} block{'s' if L > 1 else ''}")
+    x = v["shapes"]["budgets"]["800k"]["shapes"][2]["non_embedding"]  # 4 × 128: heads change no parameter count
+    for key, row in v["heads"].items():
+        if key != "h4":
+            ax.plot(x, row["val"]["mean"], "x", color="k")
+            ax.annotate(f"{row['heads']} head{'s' if row['heads'] > 1 else ''}", (x, row["val"]["mean"]), fontsize=7,
+                        xytext=(5, 0), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters without the embedding table")
+    ax.set_ylabel("val bpc")
+    ax.set_title(f"gpt at {v['steps']} steps: shape against size (×: heads at 4 × 128)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(figdir / "shape.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for schedule, row in v["rates"].items():
+        pts = [p for p in row["points"] if p["val"] is not None]
+        ax.plot([p["lr"] for p in pts], [p["val"] for p in pts], marker="o", label=schedule)
+        for p in row["points"]:
+            if p["val"] is None:
+                ax.axvline(p["lr"], ls=":", lw=0.8, color="0.5")
+    ax.set_xscale("log")
+    ax.set_xlabel("peak learning rate")
+    ax.set_ylabel("val bpc")
+    ax.set_title(f"The book's gpt (4 × 128) at {v['steps']} steps: learning rate × schedule", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(figdir / "rates.png", dpi=120)
+    plt.close(fig)
