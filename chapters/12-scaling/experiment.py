@@ -205,14 +205,8 @@ def figures(results: dict, figdir) -> None:
             ax.plot(x, row["val"]["mean"], "x", color="k")
             ax.annotate(f"{row['heads']} head{'s' if row['heads'] > 1 else ''}", (x, row["val"]["mean"]), fontsize=7,
                         xytext=(5, 0), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters without the embedding table")
-    ax.set_ylabel("val bpc")
-    ax.set_title(f"gpt at {v['steps']} steps: shape against size (×: heads at 4 × 128)", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(figdir / "shape.png", dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax, "parameters without the embedding table", f"gpt at {v['steps']} steps: shape against size (×: heads at 4 × 128)",
+            figdir / "shape.png")
 
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for schedule, row in v["rates"].items():
@@ -221,11 +215,17 @@ def figures(results: dict, figdir) -> None:
         for p in row["points"]:
             if p["val"] is None:
                 ax.axvline(p["lr"], ls=":", lw=0.8, color="0.5")
+    _finish(plt, fig, ax, "peak learning rate", f"The book's gpt (4 × 128) at {v['steps']} steps: learning rate × schedule",
+            figdir / "rates.png")
+
+
+def _finish(plt, fig, ax, xlabel: str, title: str, path) -> None:
+    """Both figures: val bpc against a quantity on a log axis, a legend, saved."""
     ax.set_xscale("log")
-    ax.set_xlabel("peak learning rate")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("val bpc")
-    ax.set_title(f"The book's gpt (4 × 128) at {v['steps']} steps: learning rate × schedule", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(figdir / "rates.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
