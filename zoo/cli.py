@@ -520,8 +520,7 @@ def cmd_ladder(argv: list[str]) -> int:
     rungs = args.rungs.split(",") if args.rungs else registry.names()
     if args.resume and not args.out:
         raise ZooError("--resume needs --out DIR (the ladder directory to continue)")
-    given = _given(argv, "trainer")  # only the --trainer.* flags on the command line; the rest is each preset's
-    trainer = {k: v for k, v in vars(args.trainer).items() if k in given}
+    trainer = _trainer_overrides(argv, args)
     out = Path(args.out) if args.out else _default_out(f"ladder-{args.preset}-{Path(corpus or DEFAULT_CORPUS).stem}")
     board = run_ladder(rungs, args.preset, out, corpus=corpus, seed=args.seed, resume=args.resume,
                        trainer=trainer, quiet=args.quiet)
@@ -529,10 +528,11 @@ def cmd_ladder(argv: list[str]) -> int:
     return 0
 
 
-def _given(argv: list[str], section: str) -> set[str]:
-    """The option names of one section that argv sets: ``--trainer.threads 1`` and ``--trainer.threads=1`` give {"threads"}."""
-    prefix = f"--{section}."
-    return {a[len(prefix):].split("=", 1)[0] for a in argv if a.startswith(prefix)}
+def _trainer_overrides(argv: list[str], args) -> dict:
+    """The --trainer.* options argv sets, parsed (``--trainer.threads 1`` or ``--trainer.threads=1``); every other
+    trainer setting stays each preset's, so the parser's defaults for the unset ones are dropped."""
+    given = {a[len("--trainer."):].split("=", 1)[0] for a in argv if a.startswith("--trainer.")}
+    return {k: v for k, v in vars(args.trainer).items() if k in given}
 
 
 # --------------------------------------------------------------------------------------------- sweep
@@ -553,19 +553,15 @@ def cmd_sweep(argv: list[str]) -> int:
     args = p.parse_args(argv)
     registry.get(args.rung)
     grid = parse_grid(list(args.grid or []), args.rung)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise ZooError(f"--seeds takes comma-separated integers (got {args.seeds!r})") from None
+    seeds = _seeds(args.seeds)
     if not seeds:
         raise ZooError("--seeds needs at least one seed")
     if args.resume and not args.out:
         raise ZooError("--resume needs --out DIR (the sweep directory to continue)")
-    given = _given(argv, "trainer")
-    trainer = {k: v for k, v in vars(args.trainer).items() if k in given}
     out = Path(args.out) if args.out else _default_out(f"sweep-{args.rung}")
     corpus = args.data.corpus if args.data else None
-    rows = run_sweep(args.rung, grid, out, preset=args.preset, corpus=corpus, seeds=seeds, jobs=args.jobs, trainer=trainer, resume=args.resume)
+    rows = run_sweep(args.rung, grid, out, preset=args.preset, corpus=corpus, seeds=seeds, jobs=args.jobs,
+                     trainer=_trainer_overrides(argv, args), resume=args.resume)
     print((out / "summary.md").read_text(encoding="utf-8") + f"\n({len(rows)} point(s); runs and summary.json in {out})")
     return 0
 

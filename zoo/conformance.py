@@ -195,7 +195,6 @@ def check_hook_points(name: str) -> None:
         assert torch.allclose(zeroed, zeroed[:1, :1].expand_as(zeroed)), "with readout zeroed the logits still vary: something bypasses it"
 
 
-
 @torch.no_grad()
 def check_decoding(name: str) -> None:
     """zoo sample's strategies run on it: beam search of width 1 is greedy, a wider beam's likelihood is its text's, a seed repeats a sample."""
@@ -214,6 +213,7 @@ def check_decoding(name: str) -> None:
     settings = Decoding("sample", temperature=0.9, top_p=0.95)
     assert decode(model, tokenizer, "abc", 12, settings, seed=5, block_size=T) == decode(model, tokenizer, "abc", 12, settings, seed=5, block_size=T), \
         "the same seed gave two different samples"
+
 
 CHECKS = {
     "contract": check_contract,

@@ -33,6 +33,7 @@ import torch
 from torch.nn import functional as F
 
 from zoo.errors import ZooError
+from zoo.evaluate import eval_mode
 
 STRATEGIES = ("sample", "greedy", "beam")
 DEFAULT_BEAM = 4
@@ -211,11 +212,9 @@ class _Feed:
 def _steps(model, idx, tokens, decoding: Decoding, seed, block_size):
     """Yield (character id, its -log p under the model) for greedy decoding or sampling."""
     generator = torch.Generator().manual_seed(seed)
-    was_training = model.training
-    model.eval()
     feed = _Feed(model, idx, block_size, tokens)
     seen = None
-    try:
+    with eval_mode(model):
         for _ in range(tokens):
             logits = feed.logits()  # (V,)
             if seen is None:
@@ -230,8 +229,6 @@ def _steps(model, idx, tokens, decoding: Decoding, seed, block_size):
             seen[next_id] = True
             yield int(next_id), float(nats[next_id])
             feed.push(next_id)
-    finally:
-        model.train(was_training)
 
 
 # --8<-- [start:beam]
@@ -239,9 +236,7 @@ def _steps(model, idx, tokens, decoding: Decoding, seed, block_size):
 def _beam_search(model, tokenizer, idx, tokens, decoding: Decoding, block_size) -> Decoded:
     """Keep the ``width`` most likely prefixes (by penalised log-probability), extend each by every character,
     keep the best ``width`` again; return the best after ``tokens`` steps."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         width, penalty = decoding.width, decoding.repetition_penalty
         beams = [_Feed(model, idx, block_size, tokens)]  # one feed per prefix kept: its window or its state
         chosen = torch.zeros(1, 0, dtype=torch.long)  # (N, t): the characters each beam has chosen
@@ -265,8 +260,6 @@ def _beam_search(model, tokenizer, idx, tokens, decoding: Decoding, block_size) 
             beams = [_child(beams[p], c) for p, c in zip(parent.tolist(), char.tolist())]
         top = int(scores.argmax())
         return Decoded("".join(tokenizer.vocab[i] for i in chosen[top].tolist()), float(nats[top]))
-    finally:
-        model.train(was_training)
 # --8<-- [end:beam]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from zoo import registry
 from zoo.errors import ZooError
-from zoo.runs import check_config, make_config, resolve, train_or_reuse
+from zoo.runs import check_config, make_config, train_or_reuse
 from zoo.summary import leaderboard_row, size_cell, spread, summarise
 
 
@@ -38,7 +38,7 @@ def run_ladder(rungs: list[str], preset: str, out: Path, corpus: str | None = No
     overrides = {**({"data": {"corpus": corpus}} if corpus else {}), **({"trainer": trainer} if trainer else {})}
     configs = [make_config(info.name, preset, seed, overrides or None) for info in infos]
     for config in configs:  # a bad --trainer.* option fails here, before the ladder's directory exists
-        check_config(resolve(config))
+        check_config(config)  # (make_config has resolved it)
     if out.exists() and not resume:
         raise ZooError(f"ladder directory {out} already exists; continue it with --resume --out {out} or choose another --out")
     out.mkdir(parents=True, exist_ok=True)

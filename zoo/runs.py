@@ -705,14 +705,15 @@ def finish(config: RunConfig, data: TextDataModule, model, out: Path, steps: int
     val, test = (score(model, data.splits[s], block) for s in ("val", "test"))
     text = sample(model, data.tokenizer, default_prompt(data.tokenizer), SAMPLE_TOKENS, seed=config.seed, block_size=block)
     _write_atomic(out / "samples.txt", text)
+    params, embedding = count_params(model), count_embedding_params(model)
     metrics = {
         "rung": config.rung,
         "preset": config.preset,
         "val": val,
         "test": test,
-        "params": count_params(model),
-        "params_embedding": count_embedding_params(model),
-        "params_non_embedding": count_params(model) - count_embedding_params(model),
+        "params": params,
+        "params_embedding": embedding,
+        "params_non_embedding": params - embedding,
         "stored": count_stored(model),  # a counting rung has no parameters, but it does store numbers
         "steps": steps,
         "tokens_seen": tokens_seen,

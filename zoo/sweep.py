@@ -85,14 +85,14 @@ def nested(settings: dict) -> dict:
 def plan(rung: str, grid: dict, seeds: list[int], preset: str, corpus: str | None, trainer: dict | None):
     """(name, config) of every point, each config checked as zoo train would check it."""
     from zoo.config import deep_merge
-    from zoo.runs import check_config, make_config, resolve
+    from zoo.runs import check_config, make_config
 
     planned = []
     for settings, seed in points(grid, seeds):
         overrides = deep_merge({**({"data": {"corpus": corpus}} if corpus else {}), **({"trainer": trainer} if trainer else {})}, nested(settings))
         config = make_config(rung, preset, seed, overrides)
         try:
-            check_config(resolve(config))
+            check_config(config)  # make_config has resolved it
         except ZooError as e:
             raise ZooError(f"point {point_name(settings, seed)}: {e}") from None
         planned.append((point_name(settings, seed), settings, seed, config))
@@ -141,16 +141,9 @@ def run_sweep(rung: str, grid: dict, out: Path, *, preset: str, corpus: str | No
 def _execute(work: list, jobs: int) -> list[dict]:
     if jobs == 1 or len(work) <= 1:
         return [train_point(config, run_dir) for config, run_dir in work]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from zoo.parallel import map_in_processes
 
-    from zoo.book.runner import worker_init
-
-    # spawn, one torch thread per process: as zoo book --jobs does
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=worker_init, initargs=(1,)) as pool:
-        futures = [pool.submit(train_point, config, run_dir) for config, run_dir in work]
-        return [f.result() for f in futures]
+    return map_in_processes(train_point, work, jobs)  # one torch thread per process, as zoo book --jobs
 
 
 def row(name: str, settings: dict, seed: int, run_dir: Path, result: dict) -> dict:

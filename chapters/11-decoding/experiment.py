@@ -75,23 +75,19 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
 def draw(jobs, run_dirs: dict, tokens: int) -> list[dict]:
     """zoo.repetition.sample_report for every job, one process per core (each sample is one long loop of
     small forward passes: two cores draw two samples at once)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from zoo.book.runner import usable_cores, worker_init
+    from zoo.parallel import map_in_processes, usable_cores
     from zoo.repetition import sample_report
 
     cost = {"gpt-large": 9.0, "gpt": 3.0, "gpt-small": 1.0, "ngram": 1.5, "lstm": 0.3}  # ms per character, measured
     order = sorted(range(len(jobs)), key=lambda j: -cost[jobs[j][0]] * (3.5 if jobs[j][2].strategy == "beam" else 1))
     reference = run_dirs["best"][0]
-    with ProcessPoolExecutor(max_workers=usable_cores(), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=worker_init, initargs=(1,)) as pool:
-        futures = {}
-        for j in order:
-            key, _, decoding, i = jobs[j]
-            dirs = run_dirs[key]
-            futures[j] = pool.submit(sample_report, dirs[i % len(dirs)], decoding, PROMPTS[i], tokens, i, reference)
-        return [futures[j].result() for j in range(len(jobs))]
+    calls = []
+    for j in order:
+        key, _, decoding, i = jobs[j]
+        dirs = run_dirs[key]
+        calls.append((dirs[i % len(dirs)], decoding, PROMPTS[i], tokens, i, reference))
+    drawn = dict(zip(order, map_in_processes(sample_report, calls, usable_cores())))
+    return [drawn[j] for j in range(len(jobs))]
 
 
 def flat(r: dict) -> dict:

@@ -26,8 +26,8 @@ from zoo.book.figures import (plot_curves, render_chapter_figures, render_home_f
 from zoo.book.layout import (BOOK_CORPUS, BOOK_RECORD, FIGURES, LADDER_FIGURE, LADDER_SCORES, RESULTS, Chapter, RunSpec, book_record, book_root,
                              chapters, find_chapter, load_book)
 from zoo.book.placeholders import PLACEHOLDER, PlaceholderError, draft_notice, fill, format_value, leaderboard_rows, lookup, namespace, table
-from zoo.book.runner import (assemble_chapter, execute, missing_rungs, plan_chapter, require_clean_tree, run_chapter,
-                             usable_cores)
+from zoo.book.runner import assemble_chapter, execute, missing_rungs, plan_chapter, require_clean_tree, run_chapter
+from zoo.parallel import usable_cores
 from zoo.summary import duration, stats, summarise
 
 

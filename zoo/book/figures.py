@@ -34,9 +34,9 @@ def plot_curves(ax, name: str, run: dict, color=None, label: str | None = None) 
     import numpy as np
 
     label = label or run.get("label") or name
-    curves = [s["curve"]["val_bpc"] for s in run["per_seed"] if s.get("curve", {}).get("val_bpc") and "diverged" not in s]
     if run["summary"]["val"] is None:  # every seed diverged: no curve to the end, no score
         return
+    curves = [s["curve"]["val_bpc"] for s in run["per_seed"] if s.get("curve", {}).get("val_bpc") and "diverged" not in s]
     if not curves:
         ax.axhline(run["summary"]["val"]["bpc"]["mean"], ls="--", color=color, label=f"{label} (counted)")
         return

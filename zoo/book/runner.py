@@ -22,6 +22,7 @@ from typing import Any
 from zoo.book.figures import render_chapter_figures
 from zoo.book.layout import BOOK_CORPUS, FIGURES, RESERVED, RESULTS, Chapter, RunSpec, book_root
 from zoo.errors import ZooError
+from zoo.parallel import map_in_processes, usable_cores
 from zoo.summary import summarise
 
 SMOKE = {  # tiny budgets for --smoke: the same experiment, minutes become seconds
@@ -207,22 +208,6 @@ def run_task(task: Task, log=None) -> dict:
     return {**metrics, "elapsed_s": round(elapsed, 3)}
 
 
-def worker_init(threads: int) -> None:
-    import torch
-
-    from zoo.quiet import quiet_libraries
-
-    torch.set_num_threads(threads)
-    quiet_libraries()  # a fresh (spawned) process: keep Lightning's banners out of the book's log
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def execute(tasks: list[Task], jobs: int = 1, log=print) -> dict[tuple[str, str, int], dict]:
     """Train every task; returns {(chapter, run key, seed): metrics}.
 
@@ -235,17 +220,11 @@ def execute(tasks: list[Task], jobs: int = 1, log=print) -> dict[tuple[str, str,
         raise ZooError(f"--jobs must be >= 1 (got {jobs})")
     if jobs == 1 or len(tasks) <= 1:
         return {(t.chapter, t.run.key, t.seed): run_task(t, log) for t in tasks}
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     threads = max(1, usable_cores() // jobs)
     order = sorted(tasks, key=lambda t: -t.cost())
     log(f"training {len(tasks)} run(s), {jobs} at a time, {threads} torch thread(s) each")
-    # spawn, not fork: a forked child inherits the parent's torch thread pool and Lightning state
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=worker_init, initargs=(threads,)) as pool:
-        futures = {(t.chapter, t.run.key, t.seed): pool.submit(run_task, t) for t in order}
-        return {key: f.result() for key, f in futures.items()}
+    trained = map_in_processes(run_task, [(t,) for t in order], jobs, threads)
+    return {(t.chapter, t.run.key, t.seed): m for t, m in zip(order, trained)}
 
 
 def read_curve(run_dir: Path) -> dict:
