@@ -137,7 +137,5 @@ def export_run(run_dir, out, fmt: str = "hf") -> Path:
 
     if fmt not in FORMATS:
         raise ZooError(f"--format must be one of {', '.join(FORMATS)} (got {fmt!r})")
-    require_transformers()
     run = load_run(run_dir)
-    check_exportable(run.config.rung, run.model.config)
-    return export_hf(run.model, list(run.tokenizer.vocab), run.config.rung, out)
+    return export_hf(run.model, list(run.tokenizer.vocab), run.config.rung, out)  # checks the extra and the rung
