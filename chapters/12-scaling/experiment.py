@@ -7,6 +7,8 @@ the chapter's 45 minutes — unless its name says otherwise:
 
 * shapes ``sLxC``: L blocks of width C (4 heads) at three non-embedding budgets, about 12·L·C² =
   50k, 200k and 800k parameters; three seeds at depth 4 of each budget, for the noise floor;
+* ``s1x256-lrI``: the one shape that fell far off its budget, 1 × 256, again at the two lower learning
+  rates LRS[1] and LRS[2], to tell a bad shape from a learning rate that suits 4 × 128 but not it;
 * heads ``hN``: the book's 4 × 128 with N heads;
 * learning rates ``SCHEDULE-lrI``: the book's 4 × 128 at learning rate LRS[I] under four schedules —
   warm-up + cosine (the recipe; its lr 6e-3 point is ``s4x128``), warm-up + linear decay, constant after
@@ -25,6 +27,7 @@ BUDGETS = {  # (n_layer, n_embd) holding about 12·L·C² non-embedding paramete
     "200k": ((1, 128), (2, 96), (4, 64), (8, 48)),
     "800k": ((1, 256), (2, 192), (4, 128), (8, 96)),
 }
+WIDE_LRS = (1, 2)  # 1 × 256 again at LRS[1] and LRS[2]
 HEADS = (1, 2, 8)  # at 4 × 128, beside the recipe's 4
 LRS = (6e-4, 1.3e-3, 2.8e-3, 6e-3, 1.3e-2, 2.8e-2, 6e-2)  # two orders of magnitude around the recipe's 6e-3
 RECIPE_LR = 3  # LRS[3] is the recipe's
@@ -59,6 +62,8 @@ RUNS = [
     *(RunSpec("gpt", name=f"s{L}x{C}", label=f"{L} × {C}", overrides=merge(SHORT, shape(L, C)), leaderboard=False,
               seeds=(0, 1, 2) if L == 4 else (0,))
       for shapes in BUDGETS.values() for L, C in shapes),
+    *(RunSpec("gpt", name=f"s1x256-lr{i}", label=f"1 × 256, lr {LRS[i]:g}", seeds=(0,), leaderboard=False,
+              overrides=merge(SHORT, shape(1, 256), {"optim": {"lr": LRS[i]}})) for i in WIDE_LRS),
     *(RunSpec("gpt", name=f"h{h}", label=f"4 × 128, {h} head{'s' if h > 1 else ''}", overrides=merge(SHORT, shape(4, 128, h)),
               seeds=(0,), leaderboard=False) for h in HEADS),
     # --8<-- [end:shapes]
@@ -135,7 +140,10 @@ def shapes(runs: dict) -> dict:
 
     nats = [r["val"]["mean"] * math.log(2) for r in points]  # Kaplan's L is in nats
     best = [min(budgets[b]["shapes"], key=lambda r: r["val"]["mean"]) for b in names]
-    return {"budgets": budgets, "gains": gains, "kaplan_alpha": KAPLAN_ALPHA_N,
+    wide = {"recipe": {"lr": LRS[RECIPE_LR], "val": _val(runs["s1x256"])["mean"]},
+            **{f"lr{i}": {"lr": LRS[i], "val": _val(runs[f"s1x256-lr{i}"])["mean"]} for i in WIDE_LRS}}
+    wide["best"] = min(wide.values(), key=lambda p: p["val"])
+    return {"budgets": budgets, "gains": gains, "kaplan_alpha": KAPLAN_ALPHA_N, "wide_shallow": wide,
             "fit_non_embedding": fit([r["non_embedding"] for r in points], nats),
             "fit_total": fit([r["params"] for r in points], nats),
             "fit_best_per_budget": fit([r["non_embedding"] for r in best], [r["val"]["mean"] * math.log(2) for r in best])}
@@ -205,6 +213,10 @@ def figures(results: dict, figdir) -> None:
             ax.plot(x, row["val"]["mean"], "x", color="k")
             ax.annotate(f"{row['heads']} head{'s' if row['heads'] > 1 else ''}", (x, row["val"]["mean"]), fontsize=7,
                         xytext=(5, 0), textcoords="offset points")
+    wide = v["shapes"]["wide_shallow"]["best"]  # 1 × 256 at its own best learning rate
+    ax.plot(v["shapes"]["budgets"]["800k"]["shapes"][0]["non_embedding"], wide["val"], "v", mfc="none", color="C0")
+    ax.annotate(f"1 × 256 at lr {wide['lr']:g}", (v["shapes"]["budgets"]["800k"]["shapes"][0]["non_embedding"], wide["val"]),
+                fontsize=7, xytext=(-70, 0), textcoords="offset points")
     _finish(plt, fig, ax, "parameters without the embedding table", f"gpt at {v['steps']} steps: shape against size (×: heads at 4 × 128)",
             figdir / "shape.png")
 
