@@ -153,6 +153,10 @@ def heads(runs: dict) -> dict:
     """4 × 128 with 1, 2, 4 and 8 heads."""
     out = {f"h{h}": {"heads": h, "val": _val(runs[f"h{h}"])} for h in HEADS}
     out["h4"] = {"heads": 4, "val": _val(runs["s4x128"])}
+    four = out["h4"]["val"]
+    for row in out.values():  # how far behind the recipe's four heads, in bpc and in four heads' seed spreads
+        row["behind_h4"] = row["val"]["mean"] - four["mean"]
+        row["behind_h4_in_spreads"] = row["behind_h4"] / four["std"]
     return out
 
 
@@ -170,12 +174,16 @@ def rates(runs: dict) -> dict:
                            "diverged": next((m["diverged"] for m in seeds if "diverged" in m), None)})
         done = [p for p in points if p["val"] is not None]
         best = min(done, key=lambda p: p["val"])
+        for p in done:
+            p["excess"] = p["val"] / best["val"] - 1  # above this schedule's best, as a fraction of it
         within = {}
         for w in WITHIN:
             ok = [p["lr"] for p in done if p["val"] <= best["val"] * (1 + w)]
             within[f"{round(w * 100)}pct"] = {"low": min(ok), "high": max(ok), "ratio": max(ok) / min(ok), "points": len(ok)}
         out[schedule] = {"points": points, "best_lr": best["lr"], "best": best["val"], "within": within,
                          "diverged": sum(p["diverged"] is not None for p in points)}
+    for row in out.values():  # each schedule's best against the recipe's (cosine's) best
+        row["vs_cosine"] = row["best"] / out["cosine"]["best"] - 1
     return out
 
 
@@ -190,8 +198,12 @@ def muon(runs: dict, run_dirs: dict) -> dict:
     target = statistics.mean(c[max(c)] for c in adamw_curves)  # AdamW's last quick estimate, at the end of training
     curve = read_curve(run_dirs["muon-long"][0])["val_bpc"]
     reached = next((step + 1 for step, bpc in curve if bpc <= target), None)  # logged step s = s + 1 optimiser steps done
-    return {"long": _val(runs["muon-long"]), "adamw": _val(runs["gpt"]), "adamw_final_estimate": target,
-            "steps_to_adamw_final": reached, "adamw_steps": runs["gpt"][0]["steps"]}
+    long, adamw = _val(runs["muon-long"]), _val(runs["gpt"])
+    return {"long": long, "adamw": adamw, "adamw_final_estimate": target,
+            "steps_to_adamw_final": reached, "adamw_steps": runs["gpt"][0]["steps"],
+            "steps_share": reached / runs["gpt"][0]["steps"] if reached else None,
+            "estimate_every": curve[1][0] - curve[0][0],  # the quick estimate's cadence: "reached" is this coarse
+            "gain": adamw["mean"] - long["mean"], "gain_in_spreads": (adamw["mean"] - long["mean"]) / adamw["std"]}
 
 
 def figures(results: dict, figdir) -> None:
@@ -216,19 +228,23 @@ def figures(results: dict, figdir) -> None:
     wide = v["shapes"]["wide_shallow"]["best"]  # 1 × 256 at its own best learning rate
     ax.plot(v["shapes"]["budgets"]["800k"]["shapes"][0]["non_embedding"], wide["val"], "v", mfc="none", color="C0")
     ax.annotate(f"1 × 256 at lr {wide['lr']:g}", (v["shapes"]["budgets"]["800k"]["shapes"][0]["non_embedding"], wide["val"]),
-                fontsize=7, xytext=(-70, 0), textcoords="offset points")
+                fontsize=7, xytext=(-8, -2), textcoords="offset points", ha="right")
     _finish(plt, fig, ax, "parameters without the embedding table", f"gpt at {v['steps']} steps: shape against size (×: heads at 4 × 128)",
             figdir / "shape.png")
 
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for schedule, row in v["rates"].items():
         pts = [p for p in row["points"] if p["val"] is not None]
-        ax.plot([p["lr"] for p in pts], [p["val"] for p in pts], marker="o", label=schedule)
+        ax.plot([p["lr"] for p in pts], [p["val"] for p in pts], marker="o", label=LEGEND[schedule])
         for p in row["points"]:
             if p["val"] is None:
                 ax.axvline(p["lr"], ls=":", lw=0.8, color="0.5")
     _finish(plt, fig, ax, "peak learning rate", f"The book's gpt (4 × 128) at {v['steps']} steps: learning rate × schedule",
             figdir / "rates.png")
+
+
+LEGEND = {"cosine": "AdamW, warm-up + cosine (the recipe)", "linear": "AdamW, warm-up + linear decay",
+          "constant": "AdamW, warm-up + constant", "cold": "AdamW, cosine without warm-up", "muon": "Muon, warm-up + cosine"}
 
 
 def _finish(plt, fig, ax, xlabel: str, title: str, path) -> None:
