@@ -55,6 +55,7 @@ def detach_state(state):
 OPTIMIZERS = ("adamw", "adam", "muon")
 
 
+# --8<-- [start:muon_split]
 def muon_split(model: torch.nn.Module) -> tuple[list, list]:
     """(hidden matrices, everything else): what Muon updates and what AdamW updates alongside it.
 
@@ -68,6 +69,7 @@ def muon_split(model: torch.nn.Module) -> tuple[list, list]:
     params = [p for p in model.parameters() if p.requires_grad]
     hidden = [p for p in params if p.dim() == 2 and id(p) not in tables | heads]
     return hidden, [p for p in params if all(p is not h for h in hidden)]
+# --8<-- [end:muon_split]
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -164,12 +166,14 @@ class LanguageModel(L.LightningModule):
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizers = []
         try:
+            # --8<-- [start:muon]
             if o.optimizer == "muon":
                 # Muon for hidden matrices, scaled to match AdamW's update RMS (Liu et al. 2025, "Muon is
                 # scalable"), so that the run's lr and weight decay carry over; AdamW for the rest.
                 hidden, params = muon_split(self.model)
                 if hidden:
                     optimizers.append(torch.optim.Muon(hidden, lr=o.lr, weight_decay=o.weight_decay, adjust_lr_fn="match_rms_adamw"))
+            # --8<-- [end:muon]
             groups = [  # decay matrices and embeddings; never biases, gains or other vectors
                 {"params": [p for p in params if p.dim() >= 2], "weight_decay": o.weight_decay},
                 {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},

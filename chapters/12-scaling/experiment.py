@@ -79,6 +79,7 @@ RUNS = [
 ]
 
 
+BAND = (6, 64)  # widths per block (C / L) whose shapes tie their budget's best: read off these results, not predicted
 KAPLAN_ALPHA_N = 0.076  # Kaplan et al. 2020, eq. (1.1): L(N) = (N_c / N)^0.076, N without embeddings
 WITHIN = (0.02, 0.05)  # "within a few percent of the best": of the best val loss, in nats
 
@@ -122,10 +123,19 @@ def shapes(runs: dict) -> dict:
             rows.append({"name": f"s{L}x{C}", "n_layer": L, "n_embd": C, "params": seeds[0]["params"],
                          "non_embedding": seeds[0]["params_non_embedding"], "val": _val(seeds)})
         means = [r["val"]["mean"] for r in rows]
+        noise = rows[2]["val"]["std"]  # depth 4 has three seeds
+        for row in rows:  # width per block, and how far behind the budget's best shape (in bpc, and in seed spreads)
+            row["width_per_block"] = row["n_embd"] / row["n_layer"]
+            row["behind"] = row["val"]["mean"] - min(means)
+            row["behind_in_spreads"] = row["behind"] / noise
         budgets[budget] = {"shapes": rows, "best": min(means), "worst": max(means), "spread": max(means) - min(means),
                            "best_shape": rows[means.index(min(means))]["name"], "worst_shape": rows[means.index(max(means))]["name"],
-                           "noise": rows[2]["val"]["std"]}  # depth 4 has three seeds
+                           "noise": noise}
         points += rows
+    band = [r for r in points if BAND[0] <= r["width_per_block"] <= BAND[1]]
+    outside = [r for r in points if r not in band]
+    in_band = {"low": BAND[0], "high": BAND[1], "shapes": len(band), "most_behind_in_spreads": max(r["behind_in_spreads"] for r in band),
+               "outside": len(outside), "outside_least_behind_in_spreads": min(r["behind_in_spreads"] for r in outside)}
     names = list(budgets)
     gains = {f"{a}_to_{b}": budgets[a]["best"] - budgets[b]["best"] for a, b in zip(names, names[1:])}
 
@@ -143,7 +153,7 @@ def shapes(runs: dict) -> dict:
     wide = {"recipe": {"lr": LRS[RECIPE_LR], "val": _val(runs["s1x256"])["mean"]},
             **{f"lr{i}": {"lr": LRS[i], "val": _val(runs[f"s1x256-lr{i}"])["mean"]} for i in WIDE_LRS}}
     wide["best"] = min(wide.values(), key=lambda p: p["val"])
-    return {"budgets": budgets, "gains": gains, "kaplan_alpha": KAPLAN_ALPHA_N, "wide_shallow": wide,
+    return {"budgets": budgets, "gains": gains, "kaplan_alpha": KAPLAN_ALPHA_N, "wide_shallow": wide, "band": in_band,
             "fit_non_embedding": fit([r["non_embedding"] for r in points], nats),
             "fit_total": fit([r["params"] for r in points], nats),
             "fit_best_per_budget": fit([r["non_embedding"] for r in best], [r["val"]["mean"] * math.log(2) for r in best])}
@@ -182,8 +192,10 @@ def rates(runs: dict) -> dict:
             within[f"{round(w * 100)}pct"] = {"low": min(ok), "high": max(ok), "ratio": max(ok) / min(ok), "points": len(ok)}
         out[schedule] = {"points": points, "best_lr": best["lr"], "best": best["val"], "within": within,
                          "diverged": sum(p["diverged"] is not None for p in points)}
-    for row in out.values():  # each schedule's best against the recipe's (cosine's) best
+    noise = _val(runs["s4x128"])["std"]  # the recipe point's seed spread
+    for row in out.values():  # each schedule's best against the recipe's (cosine's) best, also in seed spreads
         row["vs_cosine"] = row["best"] / out["cosine"]["best"] - 1
+        row["vs_cosine_in_spreads"] = (row["best"] - out["cosine"]["best"]) / noise
     return out
 
 
