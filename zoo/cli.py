@@ -7,6 +7,7 @@
     zoo eval RUN_DIR [--split val|test] [--json] [--data CORPUS] [--window N] [--mix RUN_DIR... [--weight W]]
     zoo lens RUN_DIR [--split val|test] [--tuned-steps N] [--prompt TEXT] [--top-k K] [--json] [--figure PNG]
     zoo embed RUN_DIR [--split val|test] [--top-k K] [--json]
+    zoo landscape RUN_DIR [--hessian] [--slices] [--between RUN_DIR] [--llc] [--step N] [--batch-size B] [--json]
     zoo sample RUN_DIR [--prompt TEXT] [--tokens N] [--strategy sample|greedy|beam] [--beam N] [--temperature T]
                    [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty θ] [--seed S] [--mix RUN_DIR]
     zoo repetition [FILE | - | --corpus NAME [--split S]] [--reference RUN_DIR] [--max-n N] [--json]
@@ -37,7 +38,7 @@ from zoo.errors import Interrupted, ZooError
 from zoo.quiet import quiet_libraries
 from zoo.summary import duration
 
-COMMANDS = ("list", "check", "train", "eval", "lens", "embed", "sample", "repetition", "export", "ladder", "sweep", "chapter", "book")
+COMMANDS = ("list", "check", "train", "eval", "lens", "embed", "landscape", "sample", "repetition", "export", "ladder", "sweep", "chapter", "book")
 
 
 def _parser(prog: str, description: str) -> ArgumentParser:
@@ -348,6 +349,37 @@ def cmd_embed(argv: list[str]) -> int:
     report = embed_report(run, tokens, args.split, args.top_k)
     print(json.dumps(report) if args.json else format_embed_report(report))
     return 0
+
+
+def cmd_landscape(argv: list[str]) -> int:
+    from zoo.landscape.cli import landscape
+
+    p = _parser("zoo landscape", "A run's loss landscape on a fixed batch of training windows: the Hessian's spectrum, loss "
+                "slices, the line to another run, the local learning coefficient. Figures and report.json go beside the run.")
+    p.add_argument("run_dir", type=str)
+    p.add_argument("--hessian", action="store_true", help="top and bottom eigenvalues (Lanczos) and the spectral density (SLQ)")
+    p.add_argument("--slices", action="store_true", help="the loss along two filter-normalised random directions and over their plane")
+    p.add_argument("--between", type=Optional[str], default=None, metavar="RUN_DIR", help="the loss on the straight line to this run's weights")
+    p.add_argument("--llc", action="store_true", help="the local learning coefficient by SGLD")
+    p.add_argument("--step", type=Optional[int], default=None, help="the checkpoint the run kept at this step (--trainer.keep_every), not its last")
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16, help="windows in the fixed batch")
+    p.add_argument("--seed", type=int, default=0, help="random directions, start vectors and SGLD noise")
+    p.add_argument("--lanczos-steps", "--lanczos_steps", dest="lanczos_steps", type=int, default=40, help="Hessian-vector products per Lanczos run")
+    p.add_argument("--vectors", type=int, default=3, help="start vectors of the spectral density")
+    p.add_argument("--near-zero", "--near_zero", dest="near_zero", type=float, default=1e-3, help="|λ| below this share of the largest counts as flat")
+    p.add_argument("--span", type=float, default=1.0, help="slices run from -span to +span")
+    p.add_argument("--points", type=int, default=21, help="points per slice axis")
+    p.add_argument("--llc-step", "--llc_step", dest="llc_step", type=Optional[float], default=None, help="SGLD step size ε (needed with --llc)")
+    p.add_argument("--llc-nbeta", "--llc_nbeta", dest="llc_nbeta", type=Optional[float], default=None, help="nβ (default: n / log n)")
+    p.add_argument("--llc-n", "--llc_n", dest="llc_n", type=Optional[int], default=None, help="n, the samples L_n averages over (default: the training split's characters)")
+    p.add_argument("--llc-localization", "--llc_localization", dest="llc_localization", type=float, default=100.0, help="γ, the pull towards the trained weights")
+    p.add_argument("--llc-chains", "--llc_chains", dest="llc_chains", type=int, default=4)
+    p.add_argument("--llc-steps", "--llc_steps", dest="llc_steps", type=int, default=200, help="SGLD steps per chain, burn-in included")
+    p.add_argument("--llc-burn-in", "--llc_burn_in", dest="llc_burn_in", type=int, default=50, help="steps dropped at the start of each chain")
+    p.add_argument("--out", type=Optional[str], default=None, help="where the report and figures go (default: RUN_DIR/landscape, -2, ...; never overwritten)")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    args = p.parse_args(argv)
+    return landscape(args)
 
 
 # -------------------------------------------------------------------------------------------- sample
@@ -686,7 +718,7 @@ def cmd_book(argv: list[str]) -> int:
     return 0
 
 
-HANDLERS = {"list": cmd_list, "check": cmd_check, "train": cmd_train, "eval": cmd_eval, "lens": cmd_lens, "embed": cmd_embed, "sample": cmd_sample, "repetition": cmd_repetition, "export": cmd_export,
+HANDLERS = {"list": cmd_list, "check": cmd_check, "train": cmd_train, "eval": cmd_eval, "lens": cmd_lens, "embed": cmd_embed, "landscape": cmd_landscape, "sample": cmd_sample, "repetition": cmd_repetition, "export": cmd_export,
             "ladder": cmd_ladder, "sweep": cmd_sweep,
             "chapter": cmd_chapter, "book": cmd_book}
 

@@ -51,6 +51,7 @@ class TrainerConfig:
     val_every: int = 250  # steps between quick validation estimates (logged to metrics.csv)
     val_batches: int = 8  # batches of non-overlapping val windows per quick estimate
     checkpoint_every: int = 250  # steps between atomic saves of checkpoints/last.ckpt
+    keep_every: int = 0  # also keep checkpoints/step-NNNNNN.ckpt every this many steps, and at step 0 (0: keep none)
     accelerator: str = "cpu"  # Lightning accelerator: cpu, gpu, auto, ...
     devices: Any = 1  # Lightning devices: an int, a list, or "auto"
     strategy: str = "auto"  # Lightning strategy, e.g. "ddp" to shard batches across processes

@@ -59,17 +59,23 @@ SAMPLE_TOKENS = 500
 # ----------------------------------------------------------------------------------------- callbacks
 class AtomicCheckpoint(Callback):
     """Saves checkpoints/last.ckpt every ``every`` steps and at the end, via a temp file + rename,
-    so a run killed mid-save still has its previous checkpoint intact."""
+    so a run killed mid-save still has its previous checkpoint intact. With ``keep_every`` it also keeps
+    checkpoints/step-NNNNNN.ckpt at step 0 and every ``keep_every`` steps (the weights along training, for
+    analyses such as ``zoo landscape --checkpoint``); a resumed run keeps them on the same steps."""
 
-    def __init__(self, path: Path, every: int):
-        self.path, self.every = Path(path), every
+    def __init__(self, path: Path, every: int, keep_every: int = 0):
+        self.path, self.every, self.keep_every = Path(path), every, keep_every
 
-    def save(self, trainer):
-        tmp = self.path.with_suffix(".tmp")
+    def kept(self, step: int) -> Path:
+        return self.path.parent / f"step-{step:06d}.ckpt"
+
+    def save(self, trainer, path: Path | None = None):
+        path = path or self.path
+        tmp = path.with_suffix(".tmp")
         try:
             trainer.save_checkpoint(tmp, weights_only=False)
             if trainer.is_global_zero:
-                os.replace(tmp, self.path)
+                os.replace(tmp, path)
         except BaseException as e:  # a full disk, a second Ctrl-C: drop the partial file, keep the previous checkpoint
             tmp.unlink(missing_ok=True)
             if not isinstance(e, OSError):
@@ -78,9 +84,15 @@ class AtomicCheckpoint(Callback):
                     if self.path.is_file() else "")
             raise ZooError(f"cannot write checkpoint {tmp} at step {trainer.global_step}: {e.strerror or e}{kept}") from None
 
+    def on_train_start(self, trainer, pl_module):
+        if self.keep_every > 0 and trainer.global_step == 0:
+            self.save(trainer, self.kept(0))
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.every > 0 and trainer.global_step % self.every == 0:
             self.save(trainer)
+        if self.keep_every > 0 and trainer.global_step % self.keep_every == 0:
+            self.save(trainer, self.kept(trainer.global_step))
 
     def on_train_end(self, trainer, pl_module):
         self.save(trainer)
@@ -376,8 +388,8 @@ def check_config(config: RunConfig) -> None:
         raise ZooError(f"--trainer.max_steps must be >= 1 (got {t.max_steps})")
     if not 0 < o.lr < math.inf:
         raise ZooError(f"--optim.lr must be > 0 (got {o.lr})")
-    if t.val_every < 1 or t.val_batches < 0 or t.checkpoint_every < 0:
-        raise ZooError("--trainer.val_every must be >= 1, val_batches and checkpoint_every >= 0")
+    if t.val_every < 1 or t.val_batches < 0 or t.checkpoint_every < 0 or t.keep_every < 0:
+        raise ZooError("--trainer.val_every must be >= 1, val_batches, checkpoint_every and keep_every >= 0")
     if o.optimizer not in OPTIMIZERS:
         raise ZooError(f"unknown optimizer {o.optimizer!r} (valid: {', '.join(OPTIMIZERS)})")
     lr_factor(o.schedule, 1, o.warmup_steps, t.max_steps, o.min_lr_ratio)  # names the valid schedules
@@ -483,7 +495,7 @@ def _make_run_dir(out: Path) -> None:
 # (rung, preset, seed, model, data, optimiser, precision, devices and strategy, which set the global batch) would
 # make the checkpoint continue a different run than its config.yaml describes, so it is refused. A larger
 # max_steps re-stretches the cosine schedule from the step reached (the lr is continuous only at max_steps).
-RESUME_MAY_CHANGE = ("trainer.max_steps", "trainer.val_every", "trainer.val_batches", "trainer.checkpoint_every",
+RESUME_MAY_CHANGE = ("trainer.max_steps", "trainer.val_every", "trainer.val_batches", "trainer.checkpoint_every", "trainer.keep_every",
                      "trainer.progress_bar", "trainer.threads", "trainer.accelerator", "trainer.logger")
 
 
@@ -663,7 +675,7 @@ def _make_trainer(config, out, callbacks, quiet):
             num_sanity_val_steps=0, log_every_n_steps=min(50, t.val_every),
             logger=loggers(config, out), enable_checkpointing=False, enable_model_summary=False,
             enable_progress_bar=t.progress_bar and not quiet,
-            callbacks=[AtomicCheckpoint(out / CHECKPOINT, t.checkpoint_every), *callbacks]
+            callbacks=[AtomicCheckpoint(out / CHECKPOINT, t.checkpoint_every, t.keep_every), *callbacks]
             + ([progress_bar()] if t.progress_bar and not quiet else []),
         )
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as e:
@@ -775,15 +787,34 @@ class Run:
     tokenizer: CharTokenizer
 
 
-def load_run(run_dir: str | os.PathLike) -> Run:
-    """The trained model of a run directory, its config and its tokenizer (vocabulary from the checkpoint)."""
+def kept_checkpoints(run_dir: str | os.PathLike) -> dict[int, Path]:
+    """{step: path} of the checkpoints a run kept along training (``--trainer.keep_every``), in step order."""
+    found = {}
+    for path in (Path(run_dir) / CHECKPOINT).parent.glob("step-*.ckpt"):
+        step = path.stem.removeprefix("step-")
+        if step.isdigit():
+            found[int(step)] = path
+    return dict(sorted(found.items()))
+
+
+def load_run(run_dir: str | os.PathLike, step: int | None = None) -> Run:
+    """The trained model of a run directory, its config and its tokenizer (vocabulary from the checkpoint);
+    with ``step``, the weights of the checkpoint the run kept at that step instead of its last ones."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ZooError(f"run directory not found: {run_dir}")
     config = read_config(run_dir)
-    if not (run_dir / CHECKPOINT).is_file():
+    if step is not None:
+        kept = kept_checkpoints(run_dir)
+        if step not in kept:
+            have = ", ".join(map(str, kept)) or "none (train with --trainer.keep_every N to keep some)"
+            raise ZooError(f"{run_dir} kept no checkpoint at step {step} (kept: {have})")
+        path = kept[step]
+    else:
+        path = run_dir / CHECKPOINT
+    if not path.is_file():
         raise ZooError(f"{run_dir} has no checkpoint yet (its training is still starting, or stopped before its first save)")
-    checkpoint = read_checkpoint(run_dir / CHECKPOINT)
+    checkpoint = read_checkpoint(path)
     meta = checkpoint["zoo"]
     if meta.get("rung") != config.rung:
         raise ZooError(f"checkpoint in {run_dir} is from rung {meta.get('rung')!r}, but its config.yaml says {config.rung!r}")

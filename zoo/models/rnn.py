@@ -64,7 +64,8 @@ class RNN(nn.Module):
             nn.init.uniform_(lin.bias, -H**-0.5, H**-0.5)
 
     def initial_state(self, B: int, device=None) -> torch.Tensor:
-        return torch.zeros(self.config.n_layer, B, self.config.n_hidden, device=device)  # (n_layer, B, H)
+        # in the weights' dtype, so that a float64 copy (the landscape's exact derivative checks) runs as it is
+        return torch.zeros(self.config.n_layer, B, self.config.n_hidden, device=device, dtype=self.wte.weight.dtype)  # (n_layer, B, H)
 
     # --8<-- [start:recurrence]
     def recur(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,7 +144,7 @@ class LSTM(RNN):
         self.cell = nn.LSTM(config.n_embd, config.n_hidden, num_layers=config.n_layer, batch_first=True, dropout=dropout)
 
     def initial_state(self, B: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        h = torch.zeros(self.config.n_layer, B, self.config.n_hidden, device=device)  # (n_layer, B, H)
+        h = torch.zeros(self.config.n_layer, B, self.config.n_hidden, device=device, dtype=self.wte.weight.dtype)  # (n_layer, B, H)
         return h, torch.zeros_like(h)  # (h, c)
 
     def recur(self, x: torch.Tensor, state):

@@ -1,0 +1,100 @@
+"""``zoo landscape RUN_DIR``: the measurements of one run's loss landscape, as one JSON-able report.
+
+Each part evaluates the run's ``Objective`` (its training loss on a fixed batch of training windows) and
+never its weights in place:
+
+* ``hessian``: the top and bottom Hessian eigenvalues (Lanczos) and the spectral density (stochastic
+  Lanczos quadrature), with the share of the spectrum near zero and below zero;
+* ``slices``: the loss along two filter-normalised random directions and over the plane they span;
+* ``between``: the loss on the straight line to another run's weights, and its barrier;
+* ``llc``: the local learning coefficient by SGLD, with its chains' spread and traces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+
+import torch
+
+from zoo.errors import ZooError
+from zoo.landscape.objective import Objective
+
+
+@dataclasses.dataclass
+class Settings:
+    batch_size: int = 16  # windows in the fixed batch
+    seed: int = 0  # random directions and start vectors
+    lanczos_steps: int = 40  # Lanczos steps per start vector (matrix-vector products)
+    vectors: int = 3  # start vectors of the spectral density
+    near_zero: float = 1e-3  # |λ| below this share of the largest eigenvalue counts as flat
+    span: float = 1.0  # slices run from −span to +span (1: a step as long as the weights, filter by filter)
+    points: int = 21  # points per slice axis
+
+    def check(self) -> None:
+        for name in ("batch_size", "lanczos_steps", "vectors"):
+            if getattr(self, name) < 1:
+                raise ZooError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
+        if self.points < 3:
+            raise ZooError(f"--points must be >= 3 (got {self.points})")
+        if not 0 < self.near_zero < 1:
+            raise ZooError(f"--near-zero must be in (0, 1) (got {self.near_zero})")
+        if not 0 < self.span < float("inf"):
+            raise ZooError(f"--span must be > 0 (got {self.span})")
+
+    def axis(self) -> list[float]:
+        return torch.linspace(-self.span, self.span, self.points).tolist()
+
+
+def hessian(obj: Objective, theta: torch.Tensor, s: Settings) -> dict:
+    """The extreme eigenvalues (Lanczos from a Gaussian start), the density (SLQ from Rademacher starts), and
+    the shares of the spectrum that are flat (|λ| below a fraction of the largest) and negative."""
+    from zoo.landscape.hessian import ritz_values, share_below, spectral_density
+
+    start = time.perf_counter()
+    matvec = functools.partial(obj.hvp, theta)
+    g = torch.Generator().manual_seed(s.seed)
+    ritz = ritz_values(matvec, obj.dim, s.lanczos_steps, g, start="gaussian")  # largest first
+    density = spectral_density(matvec, obj.dim, s.lanczos_steps, s.vectors, g)
+    top = ritz[0]
+    flat = {f"{r:g}": share_below(density, r * abs(top)) for r in sorted({s.near_zero, 1e-3, 1e-2, 1e-1})}
+    negative = sum(w for ns, ws in zip(density["nodes"], density["weights"]) for n, w in zip(ns, ws)
+                   if n < -s.near_zero * abs(top)) / len(density["nodes"])
+    return {"dim": obj.dim, "loss": obj.loss(theta).item(), "top": ritz[:5], "bottom": ritz[::-1][:5], "density": density,
+            "near_zero": {"relative": s.near_zero, "threshold": s.near_zero * abs(top), "share": flat[f"{s.near_zero:g}"]},
+            "flat_shares": flat, "negative_share": negative, "matvecs": density["matvecs"] + len(ritz),
+            "seconds": time.perf_counter() - start}
+
+
+def slices(obj: Objective, theta: torch.Tensor, s: Settings) -> dict:
+    from zoo.landscape.slices import filter_normalized_direction, slice_1d, slice_2d
+
+    g = torch.Generator().manual_seed(s.seed)
+    d1, d2 = filter_normalized_direction(obj, theta, g), filter_normalized_direction(obj, theta, g)
+    axis = s.axis()
+    return {"alpha": axis, "line_1": slice_1d(obj, theta, d1, axis), "line_2": slice_1d(obj, theta, d2, axis),
+            "plane": slice_2d(obj, theta, d1, d2, axis, axis), "loss": obj.loss(theta).item()}
+
+
+def between(obj: Objective, other: Objective, s: Settings) -> dict:
+    from zoo.landscape.slices import interpolate, same_parameters
+
+    same_parameters(obj, other)
+    ts = torch.linspace(-0.25, 1.25, 4 * (s.points // 2) + 1).tolist()  # 0 and 1 on the grid, a quarter beyond each end
+    ts = sorted(set(round(t, 6) for t in ts) | {0.0, 1.0})
+    return interpolate(obj, obj.flat(), other.flat(), ts)
+
+
+def llc(run, obj: Objective, config, s: Settings, n: int | None = None) -> dict:
+    """λ̂ at the run's weights by SGLD on minibatches of its training split (``config``: an ``SGLD``); n, if not
+    given, is the number of characters the training split predicts."""
+    from zoo.data import load_splits
+    from zoo.landscape.llc import objective_llc
+
+    start = time.perf_counter()
+    _, splits = load_splits(run.config.data.corpus)
+    if n is None:
+        config = dataclasses.replace(config, n=len(splits["train"]) - 1)
+    result = objective_llc(obj, splits["train"], config, s.batch_size)
+    return {**result, "seconds": time.perf_counter() - start}
