@@ -243,7 +243,8 @@ def test_zoo_landscape_measures_writes_beside_the_run_and_never_overwrites(runs,
     (["{a}", "--step", "7"], ["kept no checkpoint at step 7", "kept: 0, 10, 20"]),
     (["{ngram}"], ["no trainable parameters"]),
     (["{a}", "--between", "{mlp}"], ["names or shapes"]),
-    (["{a}", "--llc"], ["--llc needs --llc-step"]),
+    (["{a}", "--llc", "--llc-step-rule", "3"], ["step rule's c must be in (0, 2]"]),
+    (["{a}", "--llc-batch-size", "-1"], ["--llc-batch-size must be >= 0"]),
     (["{a}", "--llc", "--llc-step", "0"], ["step must be"]),
     (["{a}", "--llc", "--llc-step", "1e-6", "--llc-steps", "10", "--llc-burn-in", "10"], ["burn_in (10) must be less than steps (10)"]),
     (["{a}", "--batch-size", "0"], ["--batch-size must be >= 1"]),
@@ -257,3 +258,13 @@ def test_zoo_landscape_bad_input_is_one_line_and_writes_nothing(runs, capsys, tm
     code, _, err = cli(capsys, "landscape", *[a.format(**places) for a in args])
     one_line(code, err, *fragments)
     assert not any((runs[name] / "landscape").exists() for name in runs)
+
+
+def test_llc_step_rule_sets_the_step_from_the_measured_top_eigenvalue(runs, capsys, tmp_path):
+    code, out, err = cli(capsys, "landscape", runs["a"], "--llc", "--llc-steps", "6", "--llc-burn-in", "2", "--llc-chains", "2",
+                         "--llc-nbeta", "50", "--llc-step-rule", "0.25", "--batch-size", "4", "--lanczos-steps", "10", "--json",
+                         "--out", tmp_path / "rule")
+    assert code == 0, err
+    c = __import__("json").loads(out)["llc"]
+    assert c["top_eigenvalue"] > 0 and c["step_rule"] == 0.25 and c["nbeta"] == 50
+    assert c["step"] == pytest.approx(0.25 / (50 * c["top_eigenvalue"] + c["localization"]))

@@ -10,31 +10,18 @@ from zoo.landscape import report as measure
 
 
 def landscape(args) -> int:
-    settings = measure.Settings(args.batch_size, args.seed, args.lanczos_steps, args.vectors, args.near_zero, args.span, args.points)
+    settings = measure.Settings(args.batch_size, args.seed, args.lanczos_steps, args.vectors, args.near_zero, args.span, args.points,
+                                args.llc_batch_size)
     settings.check()
     llc = _llc_settings(args) if args.llc else None
-    parts = [name for name in ("hessian", "slices", "llc") if getattr(args, name)] + (["between"] if args.between else [])
-    parts = parts or ["hessian", "slices"]  # the default: the spectrum and a look around
+    parts = [name for name in ("hessian", "slices") if getattr(args, name)]
+    if not (parts or args.between or args.llc):
+        parts = ["hessian", "slices"]  # the default: the spectrum and a look around
     run_dir = Path(args.run_dir)
     out = _out_dir(run_dir, args.out)  # before any work: a clash is reported now, not after minutes of Lanczos
-
-    from zoo.landscape.objective import Objective, run_objective
-    from zoo.runs import load_run
-
-    run = load_run(run_dir, step=args.step)
-    other = load_run(args.between) if args.between else None  # a bad second run fails before the first measurement
-    obj = run_objective(run, settings.batch_size)
-    theta = obj.flat()
-    report = {"run": run_dir.name, "run_dir": str(run_dir), "rung": run.config.rung, "step": args.step,
-              "params": obj.dim, "batch": list(obj.x.shape), "settings": vars(settings)}
-    if "hessian" in parts:
-        report["hessian"] = measure.hessian(obj, theta, settings)
-    if "slices" in parts:
-        report["slices"] = measure.slices(obj, theta, settings)
-    if other is not None:
-        report["between"] = {**measure.between(obj, Objective.of(other.model, obj.x, obj.y), settings), "other": str(args.between)}
-    if llc is not None:
-        report["llc"] = measure.llc(run, obj, llc, settings, n=args.llc_n)
+    rule = None if args.llc_step is not None else args.llc_step_rule
+    report = measure.measure(run_dir, step=args.step, parts=parts, between=args.between, llc=llc, settings=settings,
+                             llc_n=args.llc_n, step_rule=rule)
     out.mkdir(parents=True)
     (out / "report.json").write_text(json.dumps(report) + "\n")
     from zoo.landscape.figures import draw
@@ -59,15 +46,13 @@ def _out_dir(run_dir: Path, out: str | None) -> Path:
 
 
 def _llc_settings(args):
-    """The SGLD settings from --llc-*; n defaults to the number of characters in the run's training split,
-    and nβ to n / log n (Lau et al.'s β* = 1 / log n)."""
-    from zoo.landscape.llc import SGLD
+    """The SGLD settings from --llc-*. n defaults to the number of characters the run's training split predicts,
+    nβ to n / log n (Lau et al.'s β* = 1 / log n), and the step to ε = c / (nβ λ_max + γ) (--llc-step-rule c)."""
+    from zoo.landscape.llc import SGLD, stable_step
 
-    if args.llc_step is None:
-        raise ZooError("--llc needs --llc-step ε: a stable step scales as 1 / (nβ × the largest Hessian eigenvalue); "
-                       "run --hessian for that eigenvalue, then try ε ≈ 0.05 / (nβ λ_max + γ)")
-    return SGLD(step=args.llc_step, n=args.llc_n or 2, nbeta=args.llc_nbeta, localization=args.llc_localization,
-                chains=args.llc_chains, steps=args.llc_steps, burn_in=args.llc_burn_in, seed=args.seed)
+    stable_step(1.0, 1.0, 1.0, args.llc_step_rule)  # checks c now, before any work
+    return SGLD(step=args.llc_step if args.llc_step is not None else 1.0, n=args.llc_n or 2, nbeta=args.llc_nbeta,
+                localization=args.llc_localization, chains=args.llc_chains, steps=args.llc_steps, burn_in=args.llc_burn_in, seed=args.seed)
 
 
 def format_report(r: dict, out: Path) -> str:
@@ -92,6 +77,8 @@ def format_report(r: dict, out: Path) -> str:
         lines.append(f"between: {ends[0.0]:.4f} → {ends[1.0]:.4f} nats over a distance of {b['distance']:.4g}; barrier {b['barrier']:.4f} nats")
     if "llc" in r:
         c = r["llc"]
-        lines.append(f"llc: λ̂ = {c['llc']:.4g} ± {c['llc_std']:.2g} over {c['chains']} chains")
+        lines.append(f"llc: λ̂ = {c['llc']:.4g} ± {c['llc_std']:.2g} over {c['chains']} chains of {c['steps']} steps "
+                     f"(burn-in {c['burn_in']}; ε = {c['step']:.3g}, nβ = {c['nbeta']:.4g}, γ = {c['localization']:g}); "
+                     f"check that llc.png's chains level off after the burn-in")
     lines.append(f"report and figures: {out}")
     return "\n".join(lines)
