@@ -60,6 +60,10 @@ def jobs(run_dirs: dict, n_train: int, smoke: bool = False) -> list[tuple[str, t
         parts = ("hessian", "slices") if rung == "gpt" else ("hessian",)
         out.append((f"rung/{rung}", (run_dirs[rung][0],), {"parts": parts, "between": run_dirs[rung][1] if rung == "gpt" else None,
                                                           "llc": sgld if rung != "gpt" else None, "settings": full, "step_rule": RULE}))
+        if rung != "gpt":  # the final gpt's λ̂ at nβ = 1000 is in the nβ sweep
+            warm = SGLD(step=1.0, n=n_train, nbeta=1000.0, localization=GAMMA, chains=CHAINS, steps=length(NBETAS[1000.0]),
+                        burn_in=length(NBETAS[1000.0]) // 3)
+            out.append((f"rung1000/{rung}", (run_dirs[rung][0],), {"parts": (), "llc": warm, "settings": quick, "step_rule": RULE}))
     out.append(("between/gpt-2", (run_dirs["gpt"][0],), {"parts": (), "between": run_dirs["gpt"][2], "settings": quick}))
     for step in kept:
         out.append((f"trajectory/{step}", (kept_dir,), {"step": step, "parts": ("top",), "llc": sgld, "settings": quick, "step_rule": RULE}))
@@ -77,12 +81,15 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
     from zoo.data import load_splits
     from zoo.landscape.report import measure_job
     from zoo.parallel import map_in_processes, usable_cores
+    from pathlib import Path
+
     from zoo.runs import load_run, read_checkpoint
 
     _, splits = load_splits(corpus)
     smoke = load_run(run_dirs["gpt"][0]).config.trainer.max_steps < 100
     todo = jobs(run_dirs, len(splits["train"]) - 1, smoke)
-    done = dict(zip([name for name, _, _ in todo], map_in_processes(measure_job, [(a[0], k) for _, a, k in todo], usable_cores())))
+    done = cached(todo, Path(run_dirs["gpt-kept"][0]).parent / "measurements",
+                  lambda missing: map_in_processes(measure_job, [(a[0], k) for _, a, k in missing], usable_cores()))
     rungs = {rung: done[f"rung/{rung}"] for rung in RUNGS}
     trajectory = {int(k.split("/")[1]) if k.split("/")[1] != "None" else 0: v for k, v in done.items() if k.startswith("trajectory/")}
     nbetas = {k.split("/")[1]: v["llc"] for k, v in done.items() if k.startswith("nbeta/")}
@@ -96,8 +103,10 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
             "settings": {"lanczos": LANCZOS, "vectors": VECTORS, "top_steps": TOP_STEPS, "nbeta": NBETA, "gamma": GAMMA, "rule": RULE,
                          "chains": CHAINS, "steps": STEPS, "burn_in": BURN_IN, "sgld_batch": SGLD_BATCH, "n": len(splits["train"]) - 1},
             "spectra": {rung: spectrum(r["hessian"], r["params"]) for rung, r in rungs.items()},
-            "llc": {rung: summary(rungs[rung]["llc"], rungs[rung]["params"]) for rung in RUNGS if "llc" in rungs[rung]}
-                   | {"gpt": summary(trajectory[final]["llc"], trajectory[final]["params"])},
+            "llc": {rung: {**summary(rungs[rung]["llc"] if rung != "gpt" else trajectory[final]["llc"], rungs[rung]["params"]),
+                           "quadratic": quadratic(rungs[rung]["hessian"], NBETA, GAMMA),
+                           "at_1000": summary(done[f"rung1000/{rung}"]["llc"] if rung != "gpt" else nbetas["1000.0"], rungs[rung]["params"])}
+                    for rung in RUNGS},
             "slices": slices(rungs["gpt"]["slices"]),
             "between": {"seed1": line(rungs["gpt"]["between"]), "seed2": line(done["between/gpt-2"]["between"])},
             "trajectory": {str(step): {"top": r["top"]["top"][0], "bottom": r["top"]["bottom"][0], "loss": r["top"]["loss"],
@@ -111,10 +120,30 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
                     "plane": rungs["gpt"]["slices"], "lines": {"seed1": rungs["gpt"]["between"], "seed2": done["between/gpt-2"]["between"]}}}
 
 
+def cached(todo: list, folder, compute) -> dict:
+    """{name: report} of every job: read from ``folder`` where a job with the same arguments was measured
+    before (so re-analysing the chapter does not measure again), computed by ``compute(missing)`` otherwise,
+    and saved there. A job's file names its arguments' fingerprint; other arguments mean a new measurement."""
+    import dataclasses
+    import hashlib
+    import json
+
+    def fingerprint(args, kwargs) -> str:
+        plain = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in kwargs.items()}
+        return hashlib.sha256(json.dumps([list(map(str, args)), plain], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = {name: folder / f"{name.replace('/', '-')}-{fingerprint(a, k)}.json" for name, a, k in todo}
+    missing = [job for job in todo if not path[job[0]].is_file()]
+    for (name, _, _), report in zip(missing, compute(missing) if missing else []):
+        path[name].write_text(json.dumps(report) + "\n")
+    return {name: json.loads(path[name].read_text()) for name, _, _ in todo}
+
+
 def spectrum(h: dict, params: int) -> dict:
     """What the chapter quotes of one Hessian: the ends, the flat and negative shares, and their counts."""
     near = h["near_zero"]["share"]
-    return {"params": params, "loss": h["loss"], "top": h["top"][0], "top5": h["top"], "bottom": h["bottom"][0],
+    return {"params": params, "loss": h["loss"], "grad_norm": h["grad_norm"], "top": h["top"][0], "top5": h["top"], "bottom": h["bottom"][0],
             "ratio": -h["bottom"][0] / h["top"][0], "flat_share": near, "flat_count": near * params,
             "flat_shares": h["flat_shares"], "negative_share": h["negative_share"], "threshold": h["near_zero"]["threshold"],
             "matvecs": h["matvecs"], "seconds": h["seconds"]}
@@ -132,13 +161,16 @@ def summary(c: dict, params: int) -> dict:
             "per_param": c["llc"] / params, "half_params": params / 2, "seconds": c.get("seconds")}
 
 
-def quadratic(h: dict, nbeta: float, gamma: float) -> float:
-    """λ if the loss were its quadratic approximation: ½ Σ_k h_k / (h_k + γ/nβ) over the positive eigenvalues,
-    estimated from the SLQ nodes and weights (dim × the average over start vectors)."""
-    d = h["density"]
-    c = gamma / nbeta
-    per_vector = [sum(w * 0.5 * max(n, 0.0) / (max(n, 0.0) + c) for n, w in zip(ns, ws)) for ns, ws in zip(d["nodes"], d["weights"])]
-    return h["dim"] * sum(per_vector) / len(per_vector)
+def quadratic(h: dict, nbeta: float, gamma: float) -> dict:
+    """λ if the loss were its quadratic approximation at w*: ½ Σ_k h_k / (h_k + γ/nβ) over the positive
+    eigenvalues (the localised Gaussian's exact answer), estimated from the SLQ nodes and weights: dim × each
+    start vector's quadrature, then the mean and spread over vectors (its Monte-Carlo uncertainty)."""
+    import statistics
+
+    d, c = h["density"], gamma / nbeta
+    per_vector = [h["dim"] * sum(w * 0.5 * max(n, 0.0) / (max(n, 0.0) + c) for n, w in zip(ns, ws)) for ns, ws in zip(d["nodes"], d["weights"])]
+    return {"mean": statistics.mean(per_vector), "std": statistics.stdev(per_vector) if len(per_vector) > 1 else 0.0,
+            "min": min(per_vector), "max": max(per_vector), "n": len(per_vector)}
 
 
 def slices(s: dict) -> dict:
@@ -231,7 +263,8 @@ def figures(results: dict, figdir) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
     nb = sorted(v["nbeta"].items(), key=lambda kv: kv[1]["nbeta"])
     a.plot([x["nbeta"] for _, x in nb], [x["llc"] for _, x in nb], marker="o", label="λ̂ by SGLD")
-    a.plot([x["nbeta"] for _, x in nb], [x["quadratic"] for _, x in nb], marker="s", ls="--", label="quadratic approximation (from the spectrum)")
+    a.errorbar([x["nbeta"] for _, x in nb], [x["quadratic"]["mean"] for _, x in nb], yerr=[x["quadratic"]["std"] for _, x in nb],
+               marker="s", ls="--", capsize=3, label="quadratic approximation (from the spectrum)")
     a.set_xscale("log")
     a.set_yscale("symlog", linthresh=10)
     a.set_xlabel("nβ")

@@ -61,7 +61,7 @@ def format_report(r: dict, out: Path) -> str:
              f"training characters)"]
     if "hessian" in r:
         h = r["hessian"]
-        lines.append(f"hessian: loss {h['loss']:.4f} nats; top eigenvalues {', '.join(f'{x:.4g}' for x in h['top'])}; "
+        lines.append(f"hessian: loss {h['loss']:.4f} nats, gradient norm {h['grad_norm']:.3g}; top eigenvalues {', '.join(f'{x:.4g}' for x in h['top'])}; "
                      f"most negative {', '.join(f'{x:.3g}' for x in h['bottom'][:3])}")
         lines.append(f"  flat (|λ| < {h['near_zero']['relative']:g} × the largest): {h['near_zero']['share']:.1%} of the spectrum; "
                      f"negative: {h['negative_share']:.1%}  ({h['matvecs']} Hessian-vector products, {h['seconds']:.0f} s)")

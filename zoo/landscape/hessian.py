@@ -98,6 +98,7 @@ def lanczos(matvec: MatVec, dim: int, steps: int, v0: torch.Tensor | None = None
     Q = torch.zeros(steps, dim, dtype=dtype)  # (steps, dim) the Lanczos vectors, rows
     alpha, beta = [], []
     scale = 0.0  # ‖H‖ from below, the yardstick for a breakdown
+    # --8<-- [start:lanczos]
     for j in range(steps):
         Q[j] = q
         w = matvec(q.to(matvec_dtype)).to(dtype)  # (dim,) H q_j
@@ -117,6 +118,7 @@ def lanczos(matvec: MatVec, dim: int, steps: int, v0: torch.Tensor | None = None
             break  # breakdown: K_{j+1} is invariant, T_{j+1} already holds exact eigenvalues
         beta.append(b)
         q = w / b
+    # --8<-- [end:lanczos]
     m = len(alpha)
     return Tridiagonal(torch.stack(alpha), torch.stack(beta) if beta else torch.zeros(0, dtype=dtype), Q[:m].clone())
 

@@ -119,6 +119,7 @@ def estimate_llc(
     for chain in range(config.chains):
         noise = step_generator(config.seed, chain)  # each chain its own stream, a pure function of (seed, chain)
         w, losses, diffs, lambdas = center.clone(), [], [], []
+        # --8<-- [start:sgld]
         for t in range(config.steps):
             batch = batches(chain, t)
             theta = w.detach().requires_grad_(True)
@@ -141,6 +142,7 @@ def estimate_llc(
                 drift = nbeta * grad + gamma * (w - center)
                 xi = torch.randn(w.shape, generator=noise, dtype=w.dtype).to(w.device)  # the generator is a CPU one
                 w = w - (eps / 2) * drift + math.sqrt(eps) * xi
+        # --8<-- [end:sgld]
         per_chain.append(nbeta * float(np.mean(diffs)) if diffs else math.nan)
         traces.append(losses)
         draws.append(lambdas)

@@ -90,6 +90,7 @@ class Objective:
         (g,) = torch.autograd.grad(loss, theta)
         return loss.item(), g
 
+    # --8<-- [start:hvp]
     def hvp(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """H v, H = ∇²L(θ) on the fixed batch, by double backward (Pearlmutter 1994): ∇_θ (∇_θ L · v)."""
         theta = theta.detach().requires_grad_(True)
@@ -97,6 +98,7 @@ class Objective:
             (g,) = torch.autograd.grad(self.loss(theta), theta, create_graph=True)
             (hv,) = torch.autograd.grad(g @ v, theta)
         return hv
+    # --8<-- [end:hvp]
 
 
 def fixed_batch(tokens: torch.Tensor, block_size: int, batch_size: int, seed: int = BATCH_SEED) -> tuple[torch.Tensor, torch.Tensor]:

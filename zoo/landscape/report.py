@@ -107,7 +107,8 @@ def hessian(obj: Objective, theta: torch.Tensor, s: Settings) -> dict:
     flat = {f"{r:g}": share_below(density, r * abs(top)) for r in sorted({s.near_zero, 1e-3, 1e-2, 1e-1})}
     negative = sum(w for ns, ws in zip(density["nodes"], density["weights"]) for n, w in zip(ns, ws)
                    if n < -s.near_zero * abs(top)) / len(density["nodes"])
-    return {"dim": obj.dim, "loss": obj.loss(theta).item(), "top": ritz[:5], "bottom": ritz[::-1][:5], "density": density,
+    loss, grad = obj.grad(theta)
+    return {"dim": obj.dim, "loss": loss, "grad_norm": grad.norm().item(), "top": ritz[:5], "bottom": ritz[::-1][:5], "density": density,
             "near_zero": {"relative": s.near_zero, "threshold": s.near_zero * abs(top), "share": flat[f"{s.near_zero:g}"]},
             "flat_shares": flat, "negative_share": negative, "matvecs": density["matvecs"] + len(ritz),
             "seconds": time.perf_counter() - start}
