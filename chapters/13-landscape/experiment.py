@@ -176,7 +176,8 @@ def quadratic(h: dict, nbeta: float, gamma: float) -> dict:
 def slices(s: dict) -> dict:
     mid = len(s["alpha"]) // 2
     plane_min = min(min(row) for row in s["plane"])
-    return {"loss": s["loss"], "span": s["alpha"][-1], "line_1_ends": [s["line_1"][0], s["line_1"][-1]],
+    ends = [s["line_1"][0], s["line_1"][-1], s["line_2"][0], s["line_2"][-1]]
+    return {"loss": s["loss"], "span": s["alpha"][-1], "ends_min": min(ends), "ends_max": max(ends), "line_1_ends": [s["line_1"][0], s["line_1"][-1]],
             "line_2_ends": [s["line_2"][0], s["line_2"][-1]], "plane_min": plane_min, "centre_is_min": s["plane"][mid][mid] == plane_min,
             "tenth": [s["line_1"][mid + max(1, mid // 10)], s["line_2"][mid + max(1, mid // 10)]]}
 
