@@ -92,9 +92,9 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
                   lambda missing: map_in_processes(measure_job, [(a[0], k) for _, a, k in missing], usable_cores()))
     rungs = {rung: done[f"rung/{rung}"] for rung in RUNGS}
     trajectory = {int(k.split("/")[1]) if k.split("/")[1] != "None" else 0: v for k, v in done.items() if k.startswith("trajectory/")}
-    nbetas = {k.split("/")[1]: v["llc"] for k, v in done.items() if k.startswith("nbeta/")}
+    nbetas = {_nb(v["llc"]["nbeta"]) if not k.endswith("/default") else "default": v["llc"] for k, v in done.items() if k.startswith("nbeta/")}
     final = max(trajectory)
-    nbetas[f"{NBETA:g}"] = trajectory[final]["llc"]
+    nbetas[_nb(NBETA)] = trajectory[final]["llc"]
     # the kept run is the book's seed-0 gpt with checkpoints kept: the same weights, bit for bit, if training is deterministic
     a = read_checkpoint(run_dirs["gpt"][0] / "checkpoints" / "last.ckpt")["state_dict"]
     b = read_checkpoint(run_dirs["gpt-kept"][0] / "checkpoints" / "last.ckpt")["state_dict"]
@@ -105,7 +105,7 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
             "spectra": {rung: spectrum(r["hessian"], r["params"]) for rung, r in rungs.items()},
             "llc": {rung: {**summary(rungs[rung]["llc"] if rung != "gpt" else trajectory[final]["llc"], rungs[rung]["params"]),
                            "quadratic": quadratic(rungs[rung]["hessian"], NBETA, GAMMA),
-                           "at_1000": summary(done[f"rung1000/{rung}"]["llc"] if rung != "gpt" else nbetas["1000.0"], rungs[rung]["params"])}
+                           "at_1000": summary(done[f"rung1000/{rung}"]["llc"] if rung != "gpt" else nbetas[_nb(1000.0)], rungs[rung]["params"])}
                     for rung in RUNGS},
             "slices": slices(rungs["gpt"]["slices"]),
             "between": {"seed1": line(rungs["gpt"]["between"]), "seed2": line(done["between/gpt-2"]["between"])},
@@ -140,12 +140,23 @@ def cached(todo: list, folder, compute) -> dict:
     return {name: json.loads(path[name].read_text()) for name, _, _ in todo}
 
 
+def _nb(nbeta: float) -> str:
+    """A placeholder-friendly key for an nβ: "nb300" (a dot would split the placeholder's path)."""
+    return f"nb{nbeta:g}"
+
+
+def _rel(threshold: str) -> str:
+    """A placeholder-friendly key for a relative threshold: "0.001" -> "1e-3"."""
+    mantissa, exponent = f"{float(threshold):.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def spectrum(h: dict, params: int) -> dict:
     """What the chapter quotes of one Hessian: the ends, the flat and negative shares, and their counts."""
     near = h["near_zero"]["share"]
     return {"params": params, "loss": h["loss"], "grad_norm": h["grad_norm"], "top": h["top"][0], "top5": h["top"], "bottom": h["bottom"][0],
             "ratio": -h["bottom"][0] / h["top"][0], "flat_share": near, "flat_count": near * params,
-            "flat_shares": h["flat_shares"], "negative_share": h["negative_share"], "threshold": h["near_zero"]["threshold"],
+            "flat_shares": {_rel(k): v for k, v in h["flat_shares"].items()}, "negative_share": h["negative_share"], "threshold": h["near_zero"]["threshold"],
             "matvecs": h["matvecs"], "seconds": h["seconds"]}
 
 
@@ -194,7 +205,7 @@ def volume(d: int, flat_shares: dict) -> dict:
     import math
 
     return {"d": d, "log10_inner_99": d * math.log10(0.99), "doubling_log10": d * math.log10(2),
-            "flat": {k: v * d for k, v in flat_shares.items()}}
+            "flat": {_rel(k): v * d for k, v in flat_shares.items()}}
 
 
 def figures(results: dict, figdir) -> None:
