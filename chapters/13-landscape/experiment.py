@@ -111,6 +111,7 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
             "between": {"seed1": line(rungs["gpt"]["between"]), "seed2": line(done["between/gpt-2"]["between"])},
             "trajectory": {str(step): {"top": r["top"]["top"][0], "bottom": r["top"]["bottom"][0], "loss": r["top"]["loss"],
                                        **summary(r["llc"], r["params"])} for step, r in sorted(trajectory.items())},
+            "trajectory_drift_max": max(summary(r["llc"], r["params"])["drift"] or 0.0 for step, r in trajectory.items() if step > 0),
             "nbeta": {k: {**summary(v, rungs["gpt"]["params"]),
                           "quadratic": quadratic(rungs["gpt"]["hessian"], v["nbeta"], v["localization"])} for k, v in nbetas.items()},
             "kept_equals_book_gpt": same,
@@ -154,7 +155,11 @@ def _rel(threshold: str) -> str:
 def spectrum(h: dict, params: int) -> dict:
     """What the chapter quotes of one Hessian: the ends, the flat and negative shares, and their counts."""
     near = h["near_zero"]["share"]
-    return {"params": params, "loss": h["loss"], "grad_norm": h["grad_norm"], "top": h["top"][0], "top5": h["top"], "bottom": h["bottom"][0],
+    d = h["density"]
+    # tr H / d = E_v[vᵀHv] (exact for the quadrature: degree 1), and the part of it from eigenvalues above a tenth of the largest
+    mean = sum(sum(w * n for n, w in zip(ns, ws)) for ns, ws in zip(d["nodes"], d["weights"])) / len(d["nodes"])
+    big = sum(sum(w * n for n, w in zip(ns, ws) if n > 0.1 * h["top"][0]) for ns, ws in zip(d["nodes"], d["weights"])) / len(d["nodes"])
+    return {"mean_eigenvalue": mean, "trace": mean * params, "outlier_trace_share": big / mean if mean > 0 else None,"params": params, "loss": h["loss"], "grad_norm": h["grad_norm"], "top": h["top"][0], "top5": h["top"], "bottom": h["bottom"][0],
             "ratio": -h["bottom"][0] / h["top"][0], "flat_share": near, "flat_count": near * params,
             "flat_shares": {_rel(k): v for k, v in h["flat_shares"].items()}, "negative_share": h["negative_share"], "threshold": h["near_zero"]["threshold"],
             "matvecs": h["matvecs"], "seconds": h["seconds"]}
@@ -168,6 +173,7 @@ def summary(c: dict, params: int) -> dict:
     thirds = [(np.mean(d[len(d) // 3: 2 * len(d) // 3]), np.mean(d[2 * len(d) // 3:])) for d in c["draws"]]
     return {"llc": c["llc"], "std": c["llc_std"], "per_chain": c["per_chain"], "step": c["step"], "nbeta": c["nbeta"],
             "top_eigenvalue": c.get("top_eigenvalue"), "steps": c["steps"], "burn_in": c["burn_in"],
+            "relax_steps": 1.0 / (c["step"] * c["localization"]) if c["localization"] > 0 else None,  # the flattest directions' settling time
             "drift": float(np.mean([late / mid for mid, late in thirds])) if all(mid > 0 for mid, _ in thirds) else None,
             "per_param": c["llc"] / params, "half_params": params / 2, "seconds": c.get("seconds")}
 
