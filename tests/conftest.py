@@ -54,3 +54,20 @@ class StopAt(Callback):
         if trainer.global_step == self.step:
             trainer.should_stop = True
 
+
+def cli(capsys, *argv):
+    """Run ``zoo ARGV`` in-process: (exit code, stdout, stderr)."""
+    from zoo.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(code, err, *fragments, status=2):
+    """Bad input's contract: exit ``status``, one line on stderr holding every fragment, no traceback."""
+    assert code == status, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, f"expected one line, got: {err!r}"
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"

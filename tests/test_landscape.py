@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 import zoo
-from conftest import StopAt
+from conftest import StopAt, cli, one_line
 from zoo.landscape.objective import Objective, run_objective
 from zoo.landscape.slices import filter_normalized_direction, interpolate, same_parameters, slice_1d, slice_2d
 from zoo.runs import CHECKPOINT, kept_checkpoints, load_run, read_checkpoint
@@ -185,24 +185,11 @@ def test_every_trainable_rung_has_exact_hessian_vector_products(name):
 
 
 # ----------------------------------------------------------------------------------- zoo landscape
-from zoo.cli import main  # noqa: E402
 
 TINY = ["--data.block_size", "16", "--data.batch_size", "8", "--trainer.val_every", "10", "--trainer.val_batches", "2",
         "--trainer.progress_bar", "false", "--trainer.threads", "1", "--trainer.max_steps", "20"]
 
 
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(code, err, *fragments):
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, f"expected one line, got: {err!r}"
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ from torch import nn
 
 import zoo
 from zoo import registry
-from zoo.cli import main
 from zoo.conformance import T, V, make, pattern_tokens
 from zoo.errors import ZooError
 from zoo.evaluate import score
 from zoo.hooks import ResidualStream, capture, hook_names, patch, residual_stream
 from zoo.embedding import embedded, neighbours, readout_map, self_readout, sphere, stream_norms
 from zoo.lens import TunedLens, fit_tuned_lens, layer_logits, score_layers
+from conftest import cli, one_line
 
 RESIDUAL = [n for n in registry.names() if residual_stream(make(n)) is not None]
 
@@ -187,17 +187,6 @@ def test_the_sphere_of_gpt_is_read_from_its_own_norm_and_head():
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(code, err, *fragments):
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    for f in fragments:
-        assert f in lines[0], lines[0]
 
 
 TINY = ["--data.block_size", "16", "--data.batch_size", "8", "--trainer.val_every", "10", "--trainer.val_batches", "2",

@@ -11,25 +11,11 @@ import time
 import pytest
 import torch
 
-from zoo.cli import main
 from zoo.runs import CHECKPOINT, LOCK, read_checkpoint
+from conftest import cli, one_line
 
 TINY = ["--data.block_size", "16", "--data.batch_size", "8", "--trainer.val_every", "10", "--trainer.val_batches", "2",
         "--trainer.progress_bar", "false", "--trainer.threads", "1"]
-
-
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(code, err, *fragments, status=2):
-    assert code == status, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, f"expected one line, got: {err!r}"
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
 
 
 @pytest.fixture

@@ -11,24 +11,11 @@ import yaml
 import zoo
 from zoo.cli import main
 from zoo.runs import CHECKPOINT, LOCK, RunLock, read_checkpoint
+from conftest import cli, one_line
 
 TINY = ["--data.block_size", "16", "--data.batch_size", "8", "--trainer.val_every", "10", "--trainer.val_batches", "2",
         "--trainer.progress_bar", "false", "--trainer.threads", "1"]
 GPT = ["--model.n_layer", "1", "--model.n_embd", "16", "--model.n_head", "2"]
-
-
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(code, err, *fragments):
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, f"expected one line, got: {err!r}"
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
 
 
 def files(run_dir):

@@ -216,39 +216,20 @@ def volume(d: int, flat_shares: dict) -> dict:
 
 def figures(results: dict, figdir) -> None:
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    from zoo.landscape.hessian import density
+    from zoo.landscape.figures import density_panel, running_mean, slice_panels
 
     v = results["values"]
     fig, axes = plt.subplots(2, 2, figsize=(9, 6))
     for ax, rung in zip(axes.flat, RUNGS):
         s = v["spectra"][rung]
-        lo, hi = min(s["bottom"], 0.0), s["top"]
-        span = hi - lo
-        grid = np.linspace(lo - 0.05 * span, hi + 0.05 * span, 2001)
-        phi = np.asarray(density(v["raw"]["density"][rung], grid.tolist(), sigma=span / 400))
-        ax.semilogy(grid, np.maximum(phi, 1e-12))
-        ax.set_ylim(bottom=max(phi.max() * 1e-8, 1e-12))
+        density_panel(ax, v["raw"]["density"][rung], s["top"], s["bottom"])
         ax.set_title(f"{rung} ({s['params']:,} parameters)", fontsize=9)
-        ax.set_xlabel("Hessian eigenvalue", fontsize=8)
-    fig.suptitle(f"Hessian spectral density at the end of training (SLQ, {v['settings']['vectors']} vectors × {v['settings']['lanczos']} steps)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(figdir / "spectra.png", dpi=120)
-    plt.close(fig)
+    _save(plt, fig, figdir / "spectra.png",
+          f"Hessian spectral density at the end of training (SLQ, {v['settings']['vectors']} vectors × {v['settings']['lanczos']} steps)")
 
-    p = v["raw"]["plane"]
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(13, 3.8))
-    a.plot(p["alpha"], p["line_1"], label="direction 1")
-    a.plot(p["alpha"], p["line_2"], label="direction 2")
-    a.set_xlabel("α (filter-normalised)")
-    a.set_ylabel("training loss on the batch (nats)")
-    a.legend(fontsize=8)
-    cs = b.contourf(p["alpha"], p["alpha"], p["plane"], levels=30, cmap="viridis")
-    b.plot(0, 0, "w+")
-    b.set_xlabel("α")
-    b.set_ylabel("β")
-    fig.colorbar(cs, ax=b)
+    slice_panels(fig, a, b, v["raw"]["plane"])
     for key, label in (("seed1", "to seed 1"), ("seed2", "to seed 2")):
         m = v["raw"]["lines"][key]
         c.plot(m["t"], m["loss"], marker=".", label=label)
@@ -256,10 +237,8 @@ def figures(results: dict, figdir) -> None:
     c.axvline(1, color="0.6", lw=0.8)
     c.set_xlabel("t: (1 − t) · seed 0 + t · other seed")
     c.legend(fontsize=8)
-    fig.suptitle("The trained gpt (seed 0): two random directions, their plane, and the straight lines to two other solutions", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(figdir / "slices.png", dpi=120)
-    plt.close(fig)
+    _save(plt, fig, figdir / "slices.png",
+          "The trained gpt (seed 0): two random directions, their plane, and the straight lines to two other solutions")
 
     t = v["trajectory"]
     steps = [int(k) for k in t]
@@ -273,10 +252,7 @@ def figures(results: dict, figdir) -> None:
     b.plot(steps, [t[k]["top"] for k in t], marker="o")
     b.set_xlabel("training step")
     b.set_ylabel("largest Hessian eigenvalue")
-    fig.suptitle("One gpt run: the local learning coefficient and the sharpest curvature along training", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(figdir / "trajectory.png", dpi=120)
-    plt.close(fig)
+    _save(plt, fig, figdir / "trajectory.png", "One gpt run: the local learning coefficient and the sharpest curvature along training")
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
     nb = sorted(v["nbeta"].items(), key=lambda kv: kv[1]["nbeta"])
@@ -289,15 +265,17 @@ def figures(results: dict, figdir) -> None:
     a.set_ylabel("λ̂")
     a.legend(fontsize=8)
     for name, draws in v["raw"]["draws"].items():
-        for i, d in enumerate(draws[:1]):
-            k = max(1, len(d) // 20)
-            smooth = np.convolve(d, np.ones(k) / k, mode="valid")
-            b.plot(np.arange(len(smooth)) + k - 1, smooth, lw=0.9, label=f"nβ = {float(v['nbeta'][name]['nbeta']):.3g}")
+        x, y = running_mean(draws[0])  # one chain at each nβ
+        b.plot(x, y, lw=0.9, label=f"nβ = {float(v['nbeta'][name]['nbeta']):.3g}")
     b.set_yscale("symlog", linthresh=10)
     b.set_xlabel("SGLD step")
     b.set_ylabel("nβ · (L(w) − L(w*)), moving average")
     b.legend(fontsize=7)
-    fig.suptitle("The final gpt's λ̂ against the inverse temperature nβ, and one chain at each", fontsize=10)
+    _save(plt, fig, figdir / "nbeta.png", "The final gpt's λ̂ against the inverse temperature nβ, and one chain at each")
+
+
+def _save(plt, fig, path, title: str) -> None:
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(figdir / "nbeta.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -25,38 +25,58 @@ def draw(report: dict, out: Path) -> list[Path]:
 
 
 def _hessian(plt, h: dict, run: str):
-    """The spectral density on a symmetric log axis: most of its mass is near zero, its edges far out."""
-    import numpy as np
-
-    from zoo.landscape.hessian import density
-
-    top, bottom = max(h["top"]), min(h["bottom"])
-    span = top - min(bottom, 0.0)
-    grid = np.linspace(min(bottom, 0.0) - 0.05 * span, top + 0.05 * span, 2001)
-    phi = np.asarray(density(h["density"], grid.tolist(), sigma=span / 400))
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    ax.semilogy(grid, np.maximum(phi, 1e-12))
-    ax.set_ylim(bottom=max(phi.max() * 1e-8, 1e-12))
-    ax.set_xlabel("Hessian eigenvalue")
+    density_panel(ax, h["density"], max(h["top"]), min(h["bottom"]))
     ax.set_ylabel("density")
     ax.set_title(f"{run}: Hessian spectral density ({h['dim']:,} parameters)", fontsize=9)
     return fig
 
 
+def density_panel(ax, density: dict, top: float, bottom: float) -> None:
+    """The SLQ density on a log axis from the most negative eigenvalue (or 0) to the largest: most of its
+    mass is a spike near zero, its edges far out."""
+    import numpy as np
+
+    from zoo.landscape.hessian import density as smoothed
+
+    lo = min(bottom, 0.0)
+    span = top - lo
+    grid = np.linspace(lo - 0.05 * span, top + 0.05 * span, 2001)
+    phi = np.asarray(smoothed(density, grid.tolist(), sigma=span / 400))
+    ax.semilogy(grid, np.maximum(phi, 1e-12))
+    ax.set_ylim(bottom=max(phi.max() * 1e-8, 1e-12))
+    ax.set_xlabel("Hessian eigenvalue", fontsize=8)
+
+
 def _slices(plt, s: dict, run: str):
     fig, (a, b) = plt.subplots(1, 2, figsize=(9.6, 3.8))
+    slice_panels(fig, a, b, s)
+    fig.suptitle(f"{run}: the loss around the trained weights", fontsize=9)
+    return fig
+
+
+def slice_panels(fig, a, b, s: dict) -> None:
+    """The two 1-D slices on ``a``, the plane as filled contours on ``b`` (the weights at the cross)."""
     a.plot(s["alpha"], s["line_1"], label="direction 1")
     a.plot(s["alpha"], s["line_2"], label="direction 2")
     a.set_xlabel("α (filter-normalised step)")
-    a.set_ylabel("training loss (nats)")
+    a.set_ylabel("training loss on the batch (nats)")
     a.legend(fontsize=8)
     contour = b.contourf(s["alpha"], s["alpha"], s["plane"], levels=30, cmap="viridis")
     b.plot(0, 0, "w+")
     b.set_xlabel("α (direction 1)")
     b.set_ylabel("β (direction 2)")
     fig.colorbar(contour, ax=b, label="nats")
-    fig.suptitle(f"{run}: the loss around the trained weights", fontsize=9)
-    return fig
+
+
+def running_mean(values: list[float]):
+    """A moving average over a twentieth of the series: (x, y) to plot, x the index of each window's last point."""
+    import numpy as np
+
+    d = np.asarray(values)
+    k = max(1, len(d) // 20)
+    smooth = np.convolve(d, np.ones(k) / k, mode="valid")
+    return np.arange(len(smooth)) + k - 1, smooth
 
 
 def _between(plt, m: dict, run: str):
@@ -72,14 +92,10 @@ def _between(plt, m: dict, run: str):
 
 def _llc(plt, r: dict, run: str):
     """Each chain's draws nβ (L_m(w_t) − L_m(w*)), as a running mean: it should rise and level off."""
-    import numpy as np
-
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for i, draws in enumerate(r["draws"]):
-        d = np.asarray(draws)
-        k = max(1, len(d) // 20)  # a moving average over a twentieth of the chain
-        smooth = np.convolve(d, np.ones(k) / k, mode="valid")
-        ax.plot(np.arange(len(smooth)) * r["trace_every"] + (k - 1) * r["trace_every"], smooth, lw=0.9, label=f"chain {i}")
+        x, y = running_mean(draws)
+        ax.plot(x * r["trace_every"], y, lw=0.9, label=f"chain {i}")
     ax.axvline(r["burn_in"], color="0.6", lw=0.8, ls=":")
     ax.axhline(r["llc"], color="k", lw=0.8, ls="--", label=f"λ̂ = {r['llc']:.4g}")
     ax.set_xlabel("SGLD step")
