@@ -28,6 +28,9 @@ class DataConfig:
     corpus: str = DEFAULT_CORPUS  # a corpus name (pydoc, tinyshakespeare, copy:D) or a path to a UTF-8 text file
     block_size: int = 64  # tokens per training window; for stateful rungs the TBPTT chunk length k
     batch_size: int = 32  # windows (or parallel streams) per step, per device
+    noise: str = "none"  # replace part of the train split: random, duplicates or corpus:NAME (zoo.corruption); val/test never
+    noise_fraction: float = 0.0  # the share of the train split's spans replaced
+    noise_span: int = 0  # characters per replaced span (0: block_size)
 
 
 @dataclass

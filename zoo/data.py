@@ -241,7 +241,8 @@ class TextDataModule(L.LightningDataModule):
     """Loads a corpus, builds the tokenizer and splits, and serves step-indexed batches."""
 
     def __init__(self, corpus: str = DEFAULT_CORPUS, block_size: int = 64, batch_size: int = 32, seed: int = 0,
-                 streams: bool = False, val_batch_size: int | None = None, tokenizer: CharTokenizer | None = None):
+                 streams: bool = False, val_batch_size: int | None = None, tokenizer: CharTokenizer | None = None,
+                 noise: str = "none", noise_fraction: float = 0.0, noise_span: int = 0):
         super().__init__()
         if block_size < 1 or batch_size < 1:
             raise ZooError(f"block_size and batch_size must be >= 1 (got {block_size}, {batch_size})")
@@ -252,6 +253,11 @@ class TextDataModule(L.LightningDataModule):
         # A checkpoint brings its own vocabulary; otherwise it is the corpus's character set.
         self.tokenizer = tokenizer or CharTokenizer.from_text(self.corpus.text)
         self.splits = split(self.tokenizer.encode(self.corpus.text))
+        # worse training data on request (zoo.corruption); val and test are always the corpus's own
+        from zoo.corruption import corrupt
+
+        self.splits["train"], self.corruption = corrupt(self.splits["train"], self.tokenizer.vocab, noise, noise_fraction,
+                                                        noise_span or block_size, seed)
         shortest = min(self.splits, key=lambda k: len(self.splits[k]))
         if len(self.splits[shortest]) <= block_size + 1:
             raise ZooError(

@@ -34,7 +34,7 @@ from lightning.pytorch.callbacks import Callback, ProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from zoo import registry
+from zoo import corruption, registry
 from zoo.config import DEFAULT_PRESET, RunConfig, deep_merge
 from zoo.data import CharTokenizer, TextDataModule
 from zoo.errors import Interrupted, ZooError
@@ -316,7 +316,8 @@ def prepare(config: RunConfig, tokenizer: CharTokenizer | None = None):
     if config.trainer.threads > 0:
         torch.set_num_threads(config.trainer.threads)
     d = config.data
-    data = TextDataModule(d.corpus, d.block_size, d.batch_size, seed=config.seed, streams=info.stateful, tokenizer=tokenizer)
+    data = TextDataModule(d.corpus, d.block_size, d.batch_size, seed=config.seed, streams=info.stateful, tokenizer=tokenizer,
+                          noise=d.noise, noise_fraction=d.noise_fraction, noise_span=d.noise_span)
     check_memory(config, data.vocab_size, len(data.splits["train"]))  # before the model exists, and before any file
     L.seed_everything(config.seed, verbose=False)
     model = registry.build(config.rung, vocab_size=data.vocab_size, block_size=d.block_size, **config.model)
@@ -388,6 +389,7 @@ def check_config(config: RunConfig) -> None:
         raise ZooError(f"--trainer.max_steps must be >= 1 (got {t.max_steps})")
     if not 0 < o.lr < math.inf:
         raise ZooError(f"--optim.lr must be > 0 (got {o.lr})")
+    corruption.check(config.data.noise, config.data.noise_fraction, config.data.noise_span)
     if t.val_every < 1 or t.val_batches < 0 or t.checkpoint_every < 0 or t.keep_every < 0:
         raise ZooError("--trainer.val_every must be >= 1, val_batches, checkpoint_every and keep_every >= 0")
     if o.optimizer not in OPTIMIZERS:
@@ -734,6 +736,7 @@ def finish(config: RunConfig, data: TextDataModule, model, out: Path, steps: int
         "seed": config.seed,
         "corpus": {"name": config.data.corpus, "sha256": data.corpus.sha256, "vocab_size": data.vocab_size},
         "splits": data.split_sizes(),
+        "corruption": data.corruption,  # what --data.noise replaced in the train split ({"kind": "none"}: nothing)
         "config": config.to_dict(),
         "git_commit": git_commit(),
         "versions": versions(),
