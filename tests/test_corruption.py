@@ -115,3 +115,75 @@ def test_bad_noise_settings_are_one_line_and_write_nothing(tmp_path, tiny_corpus
     code, _, err = cli(capsys, "train", "bigram", "--data", tiny_corpus, "--trainer.max_steps", "2", "--out", tmp_path / "run", *flags)
     one_line(code, err, *fragments)
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------------------- --data.select
+from zoo.data import window_batch  # noqa: E402
+from zoo.selection import position_losses, select  # noqa: E402
+
+
+def test_window_batch_draws_only_the_kept_starts_as_a_function_of_seed_and_step():
+    tokens = torch.arange(1000)
+    kept = torch.tensor([3, 500, 900])
+    x, y = window_batch(tokens, 8, 64, seed=1, step=5, starts=kept)
+    assert set(x[:, 0].tolist()) <= {3, 500, 900} and torch.equal(y, x + 1)
+    again, _ = window_batch(tokens, 8, 64, seed=1, step=5, starts=kept)
+    other, _ = window_batch(tokens, 8, 64, seed=1, step=6, starts=kept)
+    assert torch.equal(x, again) and not torch.equal(x, other)
+
+
+def patterned(n=6000, noisy=((2000, 2400), (4000, 4400)), seed=0):
+    """'abcd' repeated, with stretches of random letters: the counted n-gram finds the stretches surprising."""
+    tokens = torch.arange(n) % 4
+    g = torch.Generator().manual_seed(seed)
+    changed = torch.zeros(n, dtype=torch.bool)
+    for lo, hi in noisy:
+        tokens[lo:hi] = torch.randint(0, 8, (hi - lo,), generator=g)
+        changed[lo:hi] = True
+    return tokens, changed
+
+
+def test_selection_drops_the_windows_the_ngram_finds_worst():
+    tokens, changed = patterned()
+    losses = position_losses(tokens, 8, 3)
+    assert losses.shape == (len(tokens) - 1,)
+    assert losses[changed[1:]].mean() > 10 * losses[~changed[1:]].mean()  # the pattern is cheap, the noise is not
+    kept, report = select(tokens, 8, "ngram:3", 0.2, 32, changed=changed)
+    assert report["kept"] == len(kept) == report["windows"] - round(0.2 * report["windows"])
+    assert report["noisy_share_after"] < report["noisy_share_before"] / 2
+    assert report["kept_mean_score_nats"] < report["mean_score_nats"]
+    assert report["kept_mean_score_nats"] <= report["lowest_dropped_nats"] + 1e-12  # every kept window scores at most any dropped one
+    none, plain = select(tokens, 8, "none", 0.0, 32)
+    assert none is None and plain == {"rule": "none"}
+
+
+def test_a_selected_run_records_its_selection_and_resumes_exactly(tmp_path, tiny_corpus, one_thread):
+    options = {"noise": "random", "noise_fraction": 0.2, "select": "ngram:3", "select_drop": 0.25}
+    full = zoo.train(tiny(tiny_corpus, **options), tmp_path / "full", quiet=True)
+    assert full["selection"]["rule"] == "ngram:3" and full["selection"]["kept_share"] == pytest.approx(0.75, abs=0.01)
+    assert full["selection"]["noisy_share_after"] < full["selection"]["noisy_share_before"]
+    zoo.train(tiny(tiny_corpus, **options), tmp_path / "half", callbacks=[StopAt(20)], quiet=True)
+    zoo.train(tiny(tiny_corpus, **options), tmp_path / "half", resume=True, quiet=True)
+    a = read_checkpoint(tmp_path / "full" / CHECKPOINT)["state_dict"]
+    b = read_checkpoint(tmp_path / "half" / CHECKPOINT)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("flags, fragments", [
+    (["--data.select", "bogus", "--data.select_drop", "0.1"], ["unknown --data.select 'bogus'"]),
+    (["--data.select", "ngram:0", "--data.select_drop", "0.1"], ["ngram:K with K in 1..12"]),
+    (["--data.select", "ngram:x", "--data.select_drop", "0.1"], ["ngram:K"]),
+    (["--data.select", "ngram:3", "--data.select_drop", "1"], ["select_drop must be in [0, 1)"]),
+    (["--data.select", "ngram:3"], ["drops nothing"]),
+])
+def test_bad_selection_settings_are_one_line_and_write_nothing(tmp_path, tiny_corpus, capsys, flags, fragments):
+    code, _, err = cli(capsys, "train", "bigram", "--data", tiny_corpus, "--trainer.max_steps", "2", "--out", tmp_path / "run", *flags)
+    one_line(code, err, *fragments)
+    assert not (tmp_path / "run").exists()
+
+
+def test_selection_refuses_a_stateful_rung(tmp_path, tiny_corpus, capsys):
+    code, _, err = cli(capsys, "train", "lstm", "--data", tiny_corpus, "--trainer.max_steps", "2", "--out", tmp_path / "run",
+                       "--data.select", "ngram:3", "--data.select_drop", "0.1")
+    one_line(code, err, "contiguous streams")
+    assert not (tmp_path / "run").exists()

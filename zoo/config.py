@@ -31,6 +31,8 @@ class DataConfig:
     noise: str = "none"  # replace part of the train split: random, duplicates or corpus:NAME (zoo.corruption); val/test never
     noise_fraction: float = 0.0  # the share of the train split's spans replaced
     noise_span: int = 0  # characters per replaced span (0: block_size)
+    select: str = "none"  # score training windows and never draw the worst: ngram:K (zoo.selection)
+    select_drop: float = 0.0  # the share of worst-scored windows dropped
 
 
 @dataclass

@@ -180,9 +180,13 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(entropy[0]) << 32 | int(entropy[1]))
 
 
-def window_batch(tokens: torch.Tensor, block_size: int, batch_size: int, seed: int, step: int):
-    """Random windows for step ``step``: x = tokens[i : i+T], y = tokens[i+1 : i+T+1]."""
-    starts = torch.randint(0, len(tokens) - block_size, (batch_size,), generator=step_generator(seed, step))  # (B,)
+def window_batch(tokens: torch.Tensor, block_size: int, batch_size: int, seed: int, step: int, starts: torch.Tensor | None = None):
+    """Random windows for step ``step``: x = tokens[i : i+T], y = tokens[i+1 : i+T+1]; i uniform over every
+    start, or over ``starts`` only (the windows a ``--data.select`` rule kept)."""
+    if starts is None:
+        starts = torch.randint(0, len(tokens) - block_size, (batch_size,), generator=step_generator(seed, step))  # (B,)
+    else:
+        starts = starts[torch.randint(0, len(starts), (batch_size,), generator=step_generator(seed, step))]  # (B,)
     offsets = torch.arange(block_size)  # (T,)
     x = tokens[starts[:, None] + offsets]  # (B, T)
     y = tokens[starts[:, None] + offsets + 1]  # (B, T)
@@ -217,9 +221,9 @@ class StepBatches(IterableDataset):
     (seed, step) and rank r keeps rows r, r + world, ...: more devices = the same data, sharded.
     """
 
-    def __init__(self, tokens, block_size, batch_size, seed, streams, start_step=0, rank=0, world_size=1):
+    def __init__(self, tokens, block_size, batch_size, seed, streams, start_step=0, rank=0, world_size=1, starts=None):
         super().__init__()
-        self.tokens, self.block_size, self.batch_size, self.seed = tokens, block_size, batch_size, seed
+        self.tokens, self.block_size, self.batch_size, self.seed, self.starts = tokens, block_size, batch_size, seed, starts
         self.streams, self.start_step, self.rank, self.world_size = streams, start_step, rank, world_size
 
     def batch(self, step: int):
@@ -227,7 +231,7 @@ class StepBatches(IterableDataset):
         if self.streams:
             x, y, reset = stream_batch(self.tokens, self.block_size, rows, step)
             return x[self.rank::self.world_size], y[self.rank::self.world_size], reset
-        x, y = window_batch(self.tokens, self.block_size, rows, self.seed, step)
+        x, y = window_batch(self.tokens, self.block_size, rows, self.seed, step, self.starts)
         return x[self.rank::self.world_size], y[self.rank::self.world_size]
 
     def __iter__(self):
@@ -242,7 +246,8 @@ class TextDataModule(L.LightningDataModule):
 
     def __init__(self, corpus: str = DEFAULT_CORPUS, block_size: int = 64, batch_size: int = 32, seed: int = 0,
                  streams: bool = False, val_batch_size: int | None = None, tokenizer: CharTokenizer | None = None,
-                 noise: str = "none", noise_fraction: float = 0.0, noise_span: int = 0):
+                 noise: str = "none", noise_fraction: float = 0.0, noise_span: int = 0, select: str = "none",
+                 select_drop: float = 0.0):
         super().__init__()
         if block_size < 1 or batch_size < 1:
             raise ZooError(f"block_size and batch_size must be >= 1 (got {block_size}, {batch_size})")
@@ -256,8 +261,15 @@ class TextDataModule(L.LightningDataModule):
         # worse training data on request (zoo.corruption); val and test are always the corpus's own
         from zoo.corruption import corrupt
 
-        self.splits["train"], self.corruption = corrupt(self.splits["train"], self.tokenizer.vocab, noise, noise_fraction,
-                                                        noise_span or block_size, seed)
+        clean = self.splits["train"]
+        self.splits["train"], self.corruption = corrupt(clean, self.tokenizer.vocab, noise, noise_fraction, noise_span or block_size, seed)
+        # and which windows to learn from (zoo.selection): the starts training may draw, None for all
+        from zoo.selection import select as select_windows
+
+        if select != "none" and streams:
+            raise ZooError("--data.select draws chosen windows; a stateful rung reads contiguous streams instead (use a windowed rung)")
+        self.starts, self.selection = select_windows(self.splits["train"], self.tokenizer.vocab_size, select, select_drop, block_size,
+                                                     changed=(self.splits["train"] != clean) if noise != "none" else None)
         shortest = min(self.splits, key=lambda k: len(self.splits[k]))
         if len(self.splits[shortest]) <= block_size + 1:
             raise ZooError(
@@ -278,7 +290,7 @@ class TextDataModule(L.LightningDataModule):
             self.splits["train"], self.block_size, self.batch_size, self.seed, self.streams,
             start_step=trainer.global_step if trainer else 0,
             rank=trainer.global_rank if trainer else 0,
-            world_size=trainer.world_size if trainer else 1,
+            world_size=trainer.world_size if trainer else 1, starts=self.starts,
         )
         return DataLoader(dataset, batch_size=None)
 

@@ -34,7 +34,7 @@ from lightning.pytorch.callbacks import Callback, ProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from zoo import corruption, registry
+from zoo import corruption, registry, selection
 from zoo.config import DEFAULT_PRESET, RunConfig, deep_merge
 from zoo.data import CharTokenizer, TextDataModule
 from zoo.errors import Interrupted, ZooError
@@ -317,7 +317,7 @@ def prepare(config: RunConfig, tokenizer: CharTokenizer | None = None):
         torch.set_num_threads(config.trainer.threads)
     d = config.data
     data = TextDataModule(d.corpus, d.block_size, d.batch_size, seed=config.seed, streams=info.stateful, tokenizer=tokenizer,
-                          noise=d.noise, noise_fraction=d.noise_fraction, noise_span=d.noise_span)
+                          noise=d.noise, noise_fraction=d.noise_fraction, noise_span=d.noise_span, select=d.select, select_drop=d.select_drop)
     check_memory(config, data.vocab_size, len(data.splits["train"]))  # before the model exists, and before any file
     L.seed_everything(config.seed, verbose=False)
     model = registry.build(config.rung, vocab_size=data.vocab_size, block_size=d.block_size, **config.model)
@@ -390,6 +390,9 @@ def check_config(config: RunConfig) -> None:
     if not 0 < o.lr < math.inf:
         raise ZooError(f"--optim.lr must be > 0 (got {o.lr})")
     corruption.check(config.data.noise, config.data.noise_fraction, config.data.noise_span)
+    selection.check(config.data.select, config.data.select_drop)
+    if config.data.select != "none" and registry.get(config.rung).stateful:
+        raise ZooError(f"--data.select draws chosen windows; rung {config.rung!r} reads contiguous streams instead (use a windowed rung)")
     if t.val_every < 1 or t.val_batches < 0 or t.checkpoint_every < 0 or t.keep_every < 0:
         raise ZooError("--trainer.val_every must be >= 1, val_batches, checkpoint_every and keep_every >= 0")
     if o.optimizer not in OPTIMIZERS:
@@ -737,6 +740,7 @@ def finish(config: RunConfig, data: TextDataModule, model, out: Path, steps: int
         "corpus": {"name": config.data.corpus, "sha256": data.corpus.sha256, "vocab_size": data.vocab_size},
         "splits": data.split_sizes(),
         "corruption": data.corruption,  # what --data.noise replaced in the train split ({"kind": "none"}: nothing)
+        "selection": data.selection,  # which windows --data.select kept ({"rule": "none"}: all)
         "config": config.to_dict(),
         "git_commit": git_commit(),
         "versions": versions(),
