@@ -50,16 +50,16 @@ def test_duplicates_are_copies_of_a_few_passages_of_the_clean_split():
     assert all("".join(map(str, p)) in joined for p in distinct)  # each passage is a stretch of the clean text
 
 
-def test_another_corpus_is_its_text_in_this_vocabulary(tmp_path):
+def test_another_corpus_is_its_text_in_this_vocabulary(tmp_path, tiny_corpus):
     other = tmp_path / "other.txt"
     other.write_text("hhhhgggg zz " * 500, encoding="utf-8")  # 'z' and ' ' are not in VOCAB: dropped
     train = text()
-    out, report = corrupt(train, VOCAB, f"corpus:{other}", 0.3, 16, seed=2)
+    out, report = corrupt(train, VOCAB, f"corpus:{other}", 0.3, 16, seed=2, other_text=other.read_text(encoding="utf-8"))
     replaced = out.view(-1, 16)[(out != train).view(-1, 16).any(dim=1)]
     assert len(replaced) == report["replaced_spans"]
     assert set(replaced.flatten().tolist()) <= {6, 7}  # g and h only
     with pytest.raises(zoo.ZooError, match="corpus:nowhere"):
-        corrupt(train, VOCAB, "corpus:nowhere", 0.3, 16, seed=2)
+        TextDataModule(str(tiny_corpus), block_size=16, batch_size=4, noise="corpus:nowhere", noise_fraction=0.3)
 
 
 def test_same_seed_same_data_other_seed_other_data():

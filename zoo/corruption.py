@@ -39,8 +39,10 @@ def check(kind: str, fraction: float, span: int) -> None:
         raise ZooError(f"--data.noise {kind} replaces nothing with --data.noise_fraction 0; give a fraction in (0, 1]")
 
 
-def corrupt(train: torch.Tensor, vocab: str, kind: str, fraction: float, span: int, seed: int) -> tuple[torch.Tensor, dict]:
-    """(the training split with round(fraction · spans) spans replaced, a report). ``train`` is left as it is."""
+def corrupt(train: torch.Tensor, vocab: str, kind: str, fraction: float, span: int, seed: int,
+            other_text: str | None = None) -> tuple[torch.Tensor, dict]:
+    """(the training split with round(fraction · spans) spans replaced, a report). ``train`` is left as it is;
+    ``other_text`` is the text of the corpus ``corpus:NAME`` names (``zoo.data`` loads it)."""
     check(kind, fraction, span)
     if kind == "none":
         return train, {"kind": "none"}
@@ -59,7 +61,9 @@ def corrupt(train: torch.Tensor, vocab: str, kind: str, fraction: float, span: i
         passages = torch.stack([train[s:s + span] for s in starts])  # (PASSAGES, span) from the clean split
         spans[chosen] = passages[torch.arange(m) % PASSAGES]
     else:
-        other = _other_text(kind.removeprefix("corpus:"), vocab)
+        if other_text is None:
+            raise ZooError(f"--data.noise {kind}: the other corpus's text was not given")
+        other = _other_text(other_text, vocab)
         if len(other) < span:
             raise ZooError(f"{kind}: after dropping characters outside this vocabulary it has {len(other)} characters, "
                            f"fewer than one span of {span}")
@@ -71,13 +75,7 @@ def corrupt(train: torch.Tensor, vocab: str, kind: str, fraction: float, span: i
                  "changed_share": changed / len(train)}
 
 
-def _other_text(name: str, vocab: str) -> torch.Tensor:
-    """Another corpus encoded in this vocabulary, its other characters dropped."""
-    from zoo.data import CharTokenizer, load_corpus
-
-    try:
-        text = load_corpus(name).text
-    except ZooError as e:
-        raise ZooError(f"--data.noise corpus:{name}: {e}") from None
-    keep = set(vocab)
-    return CharTokenizer(vocab).encode("".join(ch for ch in text if ch in keep))
+def _other_text(text: str, vocab: str) -> torch.Tensor:
+    """Another corpus's text encoded in this vocabulary, its other characters dropped."""
+    index = {ch: i for i, ch in enumerate(vocab)}
+    return torch.tensor([index[ch] for ch in text if ch in index], dtype=torch.long)

@@ -262,7 +262,14 @@ class TextDataModule(L.LightningDataModule):
         from zoo.corruption import corrupt
 
         clean = self.splits["train"]
-        self.splits["train"], self.corruption = corrupt(clean, self.tokenizer.vocab, noise, noise_fraction, noise_span or block_size, seed)
+        other = None
+        if noise.startswith("corpus:") and noise != "corpus:":
+            try:
+                other = load_corpus(noise.removeprefix("corpus:")).text
+            except ZooError as e:
+                raise ZooError(f"--data.noise {noise}: {e}") from None
+        self.splits["train"], self.corruption = corrupt(clean, self.tokenizer.vocab, noise, noise_fraction, noise_span or block_size,
+                                                        seed, other)
         # and which windows to learn from (zoo.selection): the starts training may draw, None for all
         from zoo.selection import select as select_windows
 
