@@ -1,0 +1,156 @@
+"""Chapter 15: data — the same loss on worse data is worth less. Noise, duplication and selection.
+
+Every run is the book's gpt recipe at 800 steps of 16 × 128 characters (40 % of the ladder's budget, as in
+chapter 12) unless its name says otherwise, scored on the clean val and test splits:
+
+* ``clean``: no noise (three seeds, the reference and its noise floor);
+* ``KIND-P``: P % of the training split's 128-character spans replaced (``--data.noise``) by uniform random
+  characters (``random``), by Python documentation (``pydoc``: the embedded corpus, in this vocabulary), or
+  by copies of eight passages of the training text (``dup``); three seeds at 25 %;
+* ``KIND-25-long``: 25 % noise at the ladder's full 2,000 steps, against chapter 7's clean ``gpt``: how many
+  steps does the noise cost?
+* ``KIND-P-select``: the same noise, with the worst-scored share P of windows never drawn
+  (``--data.select ngram:5 --data.select_drop P``); ``clean-select``: selection on clean text.
+"""
+
+from zoo.book import RunSpec
+
+CORPUS = "tinyshakespeare"
+STEPS = 800  # 40 % of the ladder's 2,000 steps
+SHORT = {"trainer": {"max_steps": STEPS, "val_every": 100}}
+KINDS = {"random": "random", "pydoc": "corpus:pydoc", "dup": "duplicates"}
+FRACTIONS = (0.1, 0.25, 0.5)
+SELECT_RULE = "ngram:5"
+LONG = ("random", "pydoc")  # noise kinds also trained for the ladder's full budget
+SELECTED = (("random", 0.25), ("random", 0.5), ("pydoc", 0.25), ("pydoc", 0.5))
+
+
+def merge(*parts: dict) -> dict:
+    from zoo.config import deep_merge
+
+    out: dict = {}
+    for part in parts:
+        out = deep_merge(out, part)
+    return out
+
+
+def noise(kind: str, p: float) -> dict:
+    return {"data": {"noise": KINDS[kind], "noise_fraction": p}}
+
+
+def select(p: float) -> dict:
+    return {"data": {"select": SELECT_RULE, "select_drop": p}}
+
+
+def pct(p: float) -> int:
+    return round(p * 100)
+
+
+RUNS = [
+    RunSpec("gpt", shared_with="07-gpt", leaderboard=False),
+    # --8<-- [start:runs]
+    RunSpec("gpt", name="clean", label="clean", overrides=SHORT, leaderboard=False),
+    *(RunSpec("gpt", name=f"{k}-{pct(p)}", label=f"{k}, {pct(p)} %", overrides=merge(SHORT, noise(k, p)), leaderboard=False,
+              seeds=(0, 1, 2) if p == 0.25 else (0,)) for k in KINDS for p in FRACTIONS),
+    *(RunSpec("gpt", name=f"{k}-25-long", label=f"{k}, 25 %, 2,000 steps", overrides=noise(k, 0.25), seeds=(0,), leaderboard=False)
+      for k in LONG),
+    *(RunSpec("gpt", name=f"{k}-{pct(p)}-select", label=f"{k}, {pct(p)} %, selected", overrides=merge(SHORT, noise(k, p), select(p)),
+              seeds=(0,), leaderboard=False) for k, p in SELECTED),
+    RunSpec("gpt", name="clean-select", label="clean, selected", overrides=merge(SHORT, select(0.25)), leaderboard=False),
+    # --8<-- [end:runs]
+]
+
+
+def analyse(run_dirs: dict, corpus: str) -> dict:
+    runs = {key: [_metrics(d) for d in dirs] for key, dirs in run_dirs.items()}
+    clean = _val(runs["clean"])
+    return {"steps": STEPS, "reference": clean, "noise": noise_table(runs, clean), "long": long_runs(run_dirs, runs),
+            "selection": selection(runs, clean)}
+
+
+def _metrics(run_dir) -> dict:
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+def _val(seeds: list[dict]) -> dict:
+    from zoo.summary import stats
+
+    return stats([m["val"]["bpc"] for m in seeds])
+
+
+def _final_train_loss(run_dir, last: int = 4) -> float:
+    """The mean of the last ``last`` logged training losses (nats, on the run's own — noisy — batches)."""
+    from pathlib import Path
+
+    from zoo.book.runner import read_curve
+
+    losses = [v for _, v in read_curve(Path(run_dir))["train_loss"]]
+    return sum(losses[-last:]) / len(losses[-last:])
+
+
+def noise_table(runs: dict, clean: dict) -> dict:
+    """Per kind and share: clean val bpc, its excess over the clean run, and what was replaced."""
+    out = {}
+    for k in KINDS:
+        rows = {}
+        for p in FRACTIONS:
+            seeds = runs[f"{k}-{pct(p)}"]
+            val = _val(seeds)
+            rows[f"p{pct(p)}"] = {"p": p, "val": val, "excess": val["mean"] - clean["mean"],
+                                  "excess_in_spreads": (val["mean"] - clean["mean"]) / clean["std"] if clean["std"] else None,
+                                  "changed_share": seeds[0]["corruption"]["changed_share"]}
+        out[k] = rows
+    return out
+
+
+def long_runs(run_dirs: dict, runs: dict) -> dict:
+    """25 % noise at 2,000 steps against chapter 7's clean gpt, and the first step at which the noisy run's
+    quick val estimate reaches the clean 800-step run's last one."""
+    import statistics
+    from pathlib import Path
+
+    from zoo.book.runner import read_curve
+
+    target = statistics.mean(max(read_curve(Path(d))["val_bpc"])[1] for d in run_dirs["clean"])
+    out = {"clean_800_estimate": target, "clean_2000": _val(runs["gpt"])}
+    for k in LONG:
+        curve = read_curve(Path(run_dirs[f"{k}-25-long"][0]))["val_bpc"]
+        reached = next((step + 1 for step, bpc in curve if bpc <= target), None)
+        out[k] = {"val": _val(runs[f"{k}-25-long"]), "steps_to_clean_800": reached, "excess_2000": _val(runs[f"{k}-25-long"])["mean"] - _val(runs["gpt"])["mean"]}
+    return out
+
+
+def selection(runs: dict, clean: dict) -> dict:
+    out = {}
+    for k, p in SELECTED:
+        m = runs[f"{k}-{pct(p)}-select"][0]
+        noisy = _val(runs[f"{k}-{pct(p)}"])["mean"]
+        out[f"{k}_{pct(p)}"] = {"val": m["val"]["bpc"], "noisy": noisy, "clean": clean["mean"], "recovered": (noisy - m["val"]["bpc"]) / (noisy - clean["mean"]),
+                               "noisy_share_before": m["selection"].get("noisy_share_before"),
+                               "noisy_share_after": m["selection"].get("noisy_share_after")}
+    c = _val(runs["clean-select"])
+    out["clean"] = {"val": c, "change": c["mean"] - clean["mean"], "change_in_spreads": (c["mean"] - clean["mean"]) / clean["std"] if clean["std"] else None}
+    return out
+
+
+def figures(results: dict, figdir) -> None:
+    """noise.png: clean val bpc against the noise share, one line per kind (three seeds at 25 %)."""
+    import matplotlib.pyplot as plt
+
+    v = results["values"]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for k, rows in v["noise"].items():
+        xs = [0.0] + [r["p"] for r in rows.values()]
+        ys = [v["reference"]["mean"]] + [r["val"]["mean"] for r in rows.values()]
+        err = [v["reference"]["std"]] + [r["val"]["std"] for r in rows.values()]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=k)
+    ax.set_xlabel("share of the training split replaced")
+    ax.set_ylabel("val bpc (clean text)")
+    ax.set_title(f"gpt at {v['steps']} steps: noise in the training data", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(figdir / "noise.png", dpi=120)
+    plt.close(fig)
