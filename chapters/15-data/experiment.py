@@ -68,7 +68,7 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
     for k, rows in table.items():  # the training loss each run saw at its end, on its own (noisy) batches
         for row in rows.values():
             row["train_loss"] = _final_train_loss(run_dirs[f"{k}-{pct(row['p'])}"][0])
-    return {"steps": STEPS, "reference": {**clean, "train_loss": _final_train_loss(run_dirs["clean"][0])}, "noise": table,
+    return {"steps": STEPS, "reference": {"val": clean, "train_loss": _final_train_loss(run_dirs["clean"][0])}, "noise": table,
             "long": long_runs(run_dirs, runs), "selection": selection(runs, clean)}
 
 
@@ -148,8 +148,8 @@ def figures(results: dict, figdir) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for k, rows in v["noise"].items():
         xs = [0.0] + [r["p"] for r in rows.values()]
-        ys = [v["reference"]["mean"]] + [r["val"]["mean"] for r in rows.values()]
-        err = [v["reference"]["std"]] + [r["val"]["std"] for r in rows.values()]
+        ys = [v["reference"]["val"]["mean"]] + [r["val"]["mean"] for r in rows.values()]
+        err = [v["reference"]["val"]["std"]] + [r["val"]["std"] for r in rows.values()]
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=k)
     ax.set_xlabel("share of the training split replaced")
     ax.set_ylabel("val bpc (clean text)")
