@@ -64,8 +64,12 @@ RUNS = [
 def analyse(run_dirs: dict, corpus: str) -> dict:
     runs = {key: [_metrics(d) for d in dirs] for key, dirs in run_dirs.items()}
     clean = _val(runs["clean"])
-    return {"steps": STEPS, "reference": clean, "noise": noise_table(runs, clean), "long": long_runs(run_dirs, runs),
-            "selection": selection(runs, clean)}
+    table = noise_table(runs, clean)
+    for k, rows in table.items():  # the training loss each run saw at its end, on its own (noisy) batches
+        for row in rows.values():
+            row["train_loss"] = _final_train_loss(run_dirs[f"{k}-{pct(row['p'])}"][0])
+    return {"steps": STEPS, "reference": {"val": clean, "train_loss": _final_train_loss(run_dirs["clean"][0])}, "noise": table,
+            "long": long_runs(run_dirs, runs), "selection": selection(runs, clean)}
 
 
 def _metrics(run_dir) -> dict:
@@ -144,11 +148,16 @@ def figures(results: dict, figdir) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for k, rows in v["noise"].items():
         xs = [0.0] + [r["p"] for r in rows.values()]
-        ys = [v["reference"]["mean"]] + [r["val"]["mean"] for r in rows.values()]
-        err = [v["reference"]["std"]] + [r["val"]["std"] for r in rows.values()]
+        ys = [v["reference"]["val"]["mean"]] + [r["val"]["mean"] for r in rows.values()]
+        err = [v["reference"]["val"]["std"]] + [r["val"]["std"] for r in rows.values()]
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=k)
     ax.set_xlabel("share of the training split replaced")
     ax.set_ylabel("val bpc (clean text)")
+    ax2 = ax.twinx()  # the training loss, on each run's own batches: not comparable across shares
+    for i, (k, rows) in enumerate(v["noise"].items()):
+        ax2.plot([0.0] + [r["p"] for r in rows.values()], [v["reference"]["train_loss"]] + [r["train_loss"] for r in rows.values()],
+                 ls=":", marker=".", color=f"C{i}")
+    ax2.set_ylabel("final training loss, nats (dotted)")
     ax.set_title(f"gpt at {v['steps']} steps: noise in the training data", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
