@@ -22,7 +22,7 @@ KINDS = {"random": "random", "pydoc": "corpus:pydoc", "dup": "duplicates"}
 FRACTIONS = (0.1, 0.25, 0.5)
 SELECT_RULE = "ngram:5"
 LONG = ("random", "pydoc")  # noise kinds also trained for the ladder's full budget
-SELECTED = (("random", 0.25), ("random", 0.5), ("pydoc", 0.25), ("pydoc", 0.5))
+SELECTED = (("random", 0.25), ("random", 0.5), ("pydoc", 0.25), ("pydoc", 0.5), ("dup", 0.25))
 
 
 def merge(*parts: dict) -> dict:
@@ -111,28 +111,58 @@ def noise_table(runs: dict, clean: dict) -> dict:
 
 
 def long_runs(run_dirs: dict, runs: dict) -> dict:
-    """25 % noise at 2,000 steps against chapter 7's clean gpt, and the first step at which the noisy run's
-    quick val estimate reaches the clean 800-step run's last one."""
-    import statistics
+    """25 % noise at 2,000 steps against chapter 7's clean gpt (same schedule): the first logged step at which
+    the noisy run's quick val estimate reaches the clean 800-step run's last one, and the step at which the
+    clean run's mean curve reaches the noisy run's last estimate (linear between logged points)."""
     from pathlib import Path
 
     from zoo.book.runner import read_curve
 
-    target = statistics.mean(max(read_curve(Path(d))["val_bpc"])[1] for d in run_dirs["clean"])
-    out = {"clean_800_estimate": target, "clean_2000": _val(runs["gpt"])}
+    clean_800 = _mean_curve([read_curve(Path(d))["val_bpc"] for d in run_dirs["clean"]])
+    clean_2000 = _mean_curve([read_curve(Path(d))["val_bpc"] for d in run_dirs["gpt"]])
+    target = clean_800[-1][1]
+    out = {"clean_800_estimate": target, "clean_2000": _val(runs["gpt"]),
+           "curves": {"clean-800": clean_800, "clean": clean_2000}}
     for k in LONG:
         curve = read_curve(Path(run_dirs[f"{k}-25-long"][0]))["val_bpc"]
         reached = next((step + 1 for step, bpc in curve if bpc <= target), None)
-        out[k] = {"val": _val(runs[f"{k}-25-long"]), "steps_to_clean_800": reached, "excess_2000": _val(runs[f"{k}-25-long"])["mean"] - _val(runs["gpt"])["mean"]}
+        equivalent = clean_steps_to(clean_2000, curve[-1][1])
+        out["curves"][k] = curve
+        out[k] = {"val": _val(runs[f"{k}-25-long"]), "steps_to_clean_800": reached, "excess_2000": _val(runs[f"{k}-25-long"])["mean"] - _val(runs["gpt"])["mean"],
+                  "final_estimate": curve[-1][1], "clean_steps_equivalent": equivalent,
+                  "step_ratio": (curve[-1][0] + 1) / equivalent if equivalent else None}
     return out
+
+
+def _mean_curve(curves: list[list]) -> list:
+    """[[step, mean bpc]] over seeds logged at the same steps."""
+    import statistics
+
+    return [[points[0][0], statistics.mean(bpc for _, bpc in points)] for points in zip(*curves)]
+
+
+def clean_steps_to(curve: list, bpc: float) -> float | None:
+    """The (interpolated) number of steps after which ``curve`` first reaches ``bpc``; None if it never does."""
+    prev = None
+    for step, value in curve:
+        if value <= bpc:
+            if prev is None:
+                return step + 1.0
+            (s0, v0) = prev
+            return s0 + 1 + (step - s0) * (v0 - bpc) / (v0 - value)
+        prev = (step, value)
+    return None
 
 
 def selection(runs: dict, clean: dict) -> dict:
     out = {}
     for k, p in SELECTED:
         m = runs[f"{k}-{pct(p)}-select"][0]
-        noisy = _val(runs[f"{k}-{pct(p)}"])["mean"]
+        noisy_seeds = _val(runs[f"{k}-{pct(p)}"])
+        noisy = noisy_seeds["mean"]
         out[f"{k}_{pct(p)}"] = {"val": m["val"]["bpc"], "noisy": noisy, "clean": clean["mean"], "recovered": (noisy - m["val"]["bpc"]) / (noisy - clean["mean"]),
+                               # the gain over the noisy runs in their seed spread (None where the noisy run has one seed)
+                               "gain_in_spreads": (noisy - m["val"]["bpc"]) / noisy_seeds["std"] if noisy_seeds["std"] else None,
                                "noisy_share_before": m["selection"].get("noisy_share_before"),
                                "noisy_share_after": m["selection"].get("noisy_share_after")}
     c = _val(runs["clean-select"])
@@ -141,7 +171,8 @@ def selection(runs: dict, clean: dict) -> dict:
 
 
 def figures(results: dict, figdir) -> None:
-    """noise.png: clean val bpc against the noise share, one line per kind (three seeds at 25 %)."""
+    """noise.png: clean val bpc against the noise share, one line per kind (three seeds at 25 %);
+    long.png: val estimates along 2,000 steps, clean against 25 % noise; selection.png: what selection did."""
     import matplotlib.pyplot as plt
 
     v = results["values"]
@@ -162,4 +193,49 @@ def figures(results: dict, figdir) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(figdir / "noise.png", dpi=120)
+    plt.close(fig)
+    long_figure(v["long"], figdir)
+    selection_figure(v["selection"], figdir)
+
+
+def long_figure(long: dict, figdir) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, style in (("clean", "-"), ("random", "--"), ("pydoc", "--"), ("clean-800", ":")):
+        curve = long["curves"][name]
+        ax.plot([s + 1 for s, _ in curve], [b for _, b in curve], ls=style, marker="o", ms=3,
+                label={"clean": "clean, 2,000 steps (3 seeds)", "clean-800": "clean, 800 steps (3 seeds)"}.get(name, f"{name}, 25 %"))
+    ax.axhline(long["clean_800_estimate"], color="grey", lw=0.6)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("val bpc (quick estimate, clean text)")
+    ax.set_title("how many steps does 25 % noise cost?", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(figdir / "long.png", dpi=120)
+    plt.close(fig)
+
+
+def selection_figure(sel: dict, figdir) -> None:
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in sel if k != "clean"]
+    xs = range(len(keys))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.8))
+    w = 0.27
+    a.bar([x - w for x in xs], [sel[k]["noisy"] for k in keys], w, label="noisy")
+    a.bar(list(xs), [sel[k]["val"] for k in keys], w, label="noisy, selected")
+    a.axhline(sel[keys[0]]["clean"], color="k", lw=0.8, label="clean")
+    a.set_ylim(min(sel[k]["clean"] for k in keys) - 0.1, max(max(sel[k]["val"], sel[k]["noisy"]) for k in keys) + 0.05)
+    a.set_xticks(list(xs), [k.replace("_", ", ") + " %" for k in keys], fontsize=8)
+    a.set_ylabel("val bpc (clean text)")
+    a.legend(fontsize=8)
+    b.bar([x - w / 2 for x in xs], [sel[k]["noisy_share_before"] for k in keys], w, label="all windows")
+    b.bar([x + w / 2 for x in xs], [sel[k]["noisy_share_after"] for k in keys], w, label="windows kept")
+    b.set_xticks(list(xs), [k.replace("_", ", ") + " %" for k in keys], fontsize=8)
+    b.set_ylabel("share of windows touching noise")
+    b.legend(fontsize=8)
+    fig.suptitle("dropping the windows a 5-gram scores worst (as many as the noise share)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(figdir / "selection.png", dpi=120)
     plt.close(fig)
