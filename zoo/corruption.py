@@ -49,6 +49,7 @@ def corrupt(train: torch.Tensor, vocab: str, kind: str, fraction: float, span: i
     n = len(train) // span  # whole spans; a ragged tail is never replaced
     if n < 1:
         raise ZooError(f"the training split ({len(train)} characters) is shorter than one --data.noise_span of {span}")
+    # --8<-- [start:replace]
     rng = np.random.default_rng([seed, 0xDA7A])  # its own stream: the batches' generators never see it
     chosen = np.sort(rng.choice(n, size=round(fraction * n), replace=False))  # (m,) the spans replaced
     out = train.clone()
@@ -69,6 +70,7 @@ def corrupt(train: torch.Tensor, vocab: str, kind: str, fraction: float, span: i
                            f"fewer than one span of {span}")
         starts = rng.integers(0, len(other) - span + 1, size=m)
         spans[chosen] = torch.stack([other[s:s + span] for s in starts]) if m else spans[chosen]
+    # --8<-- [end:replace]
     changed = int((out != train).sum())
     return out, {"kind": kind, "fraction": fraction, "span": span, "spans": n, "replaced_spans": m,
                  "replaced_share": m / n, "replaced_characters": m * span, "changed_characters": changed,

@@ -66,6 +66,7 @@ def select(train: torch.Tensor, vocab_size: int, rule: str, drop: float, block_s
     if order is None:
         return None, {"rule": "none"}
     T = block_size
+    # --8<-- [start:score]
     losses = position_losses(train, vocab_size, order)  # (n-1,) loss of target t+1
     sums = torch.cat([torch.zeros(1, dtype=torch.float64), losses.cumsum(0)])  # (n,)
     starts_all = torch.arange(len(train) - T)  # (W,) the starts window_batch draws from
@@ -75,6 +76,7 @@ def select(train: torch.Tensor, vocab_size: int, rule: str, drop: float, block_s
     worst = np.argsort(-scores.numpy(), kind="stable")[: round(drop * len(scores))]  # (k,)
     keep = torch.ones(len(scores), dtype=torch.bool)
     keep[torch.from_numpy(worst)] = False
+    # --8<-- [end:score]
     threshold = float(scores[~keep].min()) if len(worst) else float("inf")  # the lowest score dropped
     kept = starts_all[keep]
     report = {"rule": rule, "drop": drop, "windows": len(scores), "kept": int(keep.sum()), "kept_share": float(keep.float().mean()),

@@ -13,6 +13,8 @@ chapter 12) unless its name says otherwise, scored on the clean val and test spl
   (``--data.select ngram:5 --data.select_drop P``); ``clean-select``: selection on clean text.
 """
 
+import math
+
 from zoo.book import RunSpec
 
 CORPUS = "tinyshakespeare"
@@ -65,11 +67,48 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
     runs = {key: [_metrics(d) for d in dirs] for key, dirs in run_dirs.items()}
     clean = _val(runs["clean"])
     table = noise_table(runs, clean)
+    vocab_size = _vocab_size(corpus)
     for k, rows in table.items():  # the training loss each run saw at its end, on its own (noisy) batches
         for row in rows.values():
             row["train_loss"] = _final_train_loss(run_dirs[f"{k}-{pct(row['p'])}"][0])
-    return {"steps": STEPS, "reference": {"val": clean, "train_loss": _final_train_loss(run_dirs["clean"][0])}, "noise": table,
-            "long": long_runs(run_dirs, runs), "selection": selection(runs, clean)}
+    for row in table["random"].values():
+        # no predictor beats the uniform distribution on uniform characters: the changed share alone costs
+        # at least changed_share · ln V nats of the mean training loss
+        row["train_floor"] = row["changed_share"] * math.log(vocab_size)
+    return {"steps": STEPS, "vocab_size": vocab_size, "ln_vocab": math.log(vocab_size),
+            "reference": {"val": clean, "train_loss": _final_train_loss(run_dirs["clean"][0])}, "noise": table,
+            "long": long_runs(run_dirs, runs), "selection": selection(runs, clean), "selection_cost": selection_cost(corpus)}
+
+
+def _vocab_size(corpus: str) -> int:
+    from zoo.data import load_splits
+
+    return load_splits(corpus)[0].vocab_size
+
+
+def selection_cost(corpus: str) -> dict:
+    """What ``--data.select ngram:5`` costs before training starts: the seconds to count the 5-gram on the
+    (25 % random) training split and score every window, measured once here, on one thread."""
+    import time
+
+    import torch
+
+    from zoo.corruption import corrupt
+    from zoo.data import load_splits
+    from zoo.selection import select
+
+    tokenizer, splits = load_splits(corpus)
+    block = 128
+    noisy, _ = corrupt(splits["train"], tokenizer.vocab, "random", 0.25, block, seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t0 = time.perf_counter()
+        _, report = select(noisy, tokenizer.vocab_size, SELECT_RULE, 0.25, block, changed=noisy != splits["train"])
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+    return {"seconds": seconds, "windows": report["windows"]}
 
 
 def _metrics(run_dir) -> dict:
@@ -128,9 +167,12 @@ def long_runs(run_dirs: dict, runs: dict) -> dict:
         reached = next((step + 1 for step, bpc in curve if bpc <= target), None)
         equivalent = clean_steps_to(clean_2000, curve[-1][1])
         out["curves"][k] = curve
+        changed = runs[f"{k}-25-long"][0]["corruption"]["changed_share"]
         out[k] = {"val": _val(runs[f"{k}-25-long"]), "steps_to_clean_800": reached, "excess_2000": _val(runs[f"{k}-25-long"])["mean"] - _val(runs["gpt"])["mean"],
                   "final_estimate": curve[-1][1], "clean_steps_equivalent": equivalent,
-                  "step_ratio": (curve[-1][0] + 1) / equivalent if equivalent else None}
+                  "step_ratio": (curve[-1][0] + 1) / equivalent if equivalent else None,
+                  # the ratio if noise only wasted the share of each batch it occupies
+                  "share_ratio": 1 / (1 - changed)}
     return out
 
 
