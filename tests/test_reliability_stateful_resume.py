@@ -18,7 +18,8 @@ STOP = 20
 
 def tiny(corpus, rung):
     return zoo.make_config(rung, "quick", seed=3, overrides={
-        "model": {"n_embd": 8, "n_hidden": 16} if rung in ("rnn", "lstm") else {},
+        "model": {"rnn": {"n_embd": 8, "n_hidden": 16}, "lstm": {"n_embd": 8, "n_hidden": 16},
+                  "memory-gpt": {"n_embd": 16, "memory_size": 24, "memory_topk": 4}}.get(rung, {}),
         "data": {"corpus": str(corpus), "block_size": 16, "batch_size": 8},
         "trainer": {"max_steps": 40, "val_every": 10, "val_batches": 2, "checkpoint_every": 10, "progress_bar": False}})
 
@@ -30,7 +31,7 @@ def interrupted_and_resumed(tmp_path, corpus, rung):
     return zoo.train(config, tmp_path / "half", resume=True, quiet=True)
 
 
-@pytest.mark.parametrize("rung", ["rnn", "lstm"])
+@pytest.mark.parametrize("rung", ["rnn", "lstm", "memory-gpt"])
 def test_stateful_resume_mid_stream_equals_uninterrupted(tmp_path, tiny_corpus, one_thread, rung):
     config = tiny(tiny_corpus, rung)
     data = TextDataModule(str(tiny_corpus), 16, 8, streams=True)

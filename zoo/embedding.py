@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.causality import logits_of
 from zoo.evaluate import eval_mode, model_device, window_batches
 from zoo.hooks import capture
 
@@ -81,7 +82,7 @@ def readout_map(model: nn.Module, tokens: torch.Tensor, block_size: int, batch_s
     with eval_mode(model):
         for x, _, keep in window_batches(tokens.to(model_device(model)), block_size, batch_size):
             with capture(model, ["readout"]) as acts:
-                out = model(x)  # (B, T, V)
+                out = logits_of(model, x)  # (B, T, V); a stateful rung reads each window from a fresh state
             us.append(acts["readout"][keep].double())
             logits.append(out[keep].double())
     u, z = torch.cat(us), torch.cat(logits)  # (n, C), (n, V)

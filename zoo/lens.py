@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.causality import logits_of
 from zoo.evaluate import eval_mode, model_device, window_batches
 from zoo.hooks import capture
 
@@ -92,7 +93,7 @@ def fit_tuned_lens(model: nn.Module, tokens: torch.Tensor, block_size: int, step
                 starts = torch.randint(len(tokens) - block_size, (batch_size,), generator=generator)  # (B,)
                 x = tokens[starts[:, None] + torch.arange(block_size)].to(device)  # (B, T)
                 with capture(model, names) as acts:
-                    final = model(x).log_softmax(-1)  # (B, T, V): log p_N
+                    final = logits_of(model, x).log_softmax(-1)  # (B, T, V): log p_N (a stateful rung: from a fresh state)
                 loss = sum(F.kl_div(model.unembed(lens(i, acts[n])).log_softmax(-1), final, log_target=True, reduction="none").sum(-1).mean()
                            for i, n in enumerate(names[:-1]))
                 optimizer.zero_grad(set_to_none=True)
