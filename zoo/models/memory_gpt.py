@@ -24,7 +24,7 @@ class MemoryGPTConfig:
     dropout: float = 0.0  # on embeddings, attention weights and each block's residual branch
     tie_embeddings: bool = True  # share the token embedding with the output projection
     rope_base: float = 10000.0  # θ in RoPE's frequencies θ^(−2i/head_dim)
-    memory_size: int = 2048  # M: keys and values kept beyond the window (FIFO), per stream; 0: no memory
+    memory_size: int = 1024  # M: keys and values kept beyond the window (FIFO), per stream; 0: no memory
     memory_topk: int = 32  # k: memory entries each query attends to (its k nearest keys by dot product)
     memory_layer: int = -2  # which block queries the memory, Python-style (-2: the second-to-last)
 # --8<-- [end:config]
@@ -149,9 +149,9 @@ class MemoryGPT(nn.Module):
                       "schedule": "cosine", "warmup_steps": 50},
             "trainer": {"max_steps": 200, "val_every": 100},
         },
-        # gpt's book preset (size, recipe, budget of 2,000 steps × 16 × 128 characters), with a memory of 2,048
+        # gpt's book preset (size, recipe, budget of 2,000 steps × 16 × 128 characters), with a memory of 1,024
         "book": {
-            "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0, "memory_size": 2048, "memory_topk": 32},
+            "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0, "memory_size": 1024, "memory_topk": 32},
             "data": {"block_size": 128, "batch_size": 16},
             "optim": {"optimizer": "adamw", "lr": 6e-3, "betas": [0.9, 0.95], "weight_decay": 0.1,
                       "schedule": "cosine", "warmup_steps": 100, "min_lr_ratio": 0.1},
