@@ -41,11 +41,6 @@ RUNS = [
             overrides={"model": {"memory_size": 0}}),
     RunSpec("memory-gpt", name=f"memory-{SMALL}", label=f"memory-gpt, M = {SMALL}", seeds=(0,), leaderboard=False,
             overrides={"model": {"memory_size": SMALL}}),
-    recall_run("recall-gpt", "gpt", "gpt", COPY),
-    recall_run("recall-gpt-book", "gpt", "gpt, the book's recipe", {}),
-    recall_run("recall-lstm", "lstm", "lstm", {}),  # its book preset: untied, lr 3e-3, no weight decay already
-    recall_run("recall-memory", "memory-gpt", f"memory-gpt, M = {RECALL_MEMORY:,}", {**COPY, "model": {**COPY["model"], "memory_size": RECALL_MEMORY}}),
-    recall_run("recall-memory-0", "memory-gpt", "memory-gpt, M = 0", {**COPY, "model": {**COPY["model"], "memory_size": 0}}),
     # --8<-- [end:runs]
 ]
 RECALL_RUNS = ("recall-gpt-book", "recall-gpt", "recall-lstm", "recall-memory-0", "recall-memory")
@@ -56,7 +51,7 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
     from zoo.data import load_splits
 
     runs = {key: [zoo.load_run(d) for d in dirs] for key, dirs in run_dirs.items()}
-    return {"recall": recall(runs), "shakespeare": shakespeare(runs, run_dirs),
+    return {"recall": recall(runs) if all(k in runs for k in RECALL_RUNS) else None, "shakespeare": shakespeare(runs, run_dirs),
             "names": names(runs, load_splits(corpus)[1]["val"], corpus)}
 
 
@@ -185,6 +180,8 @@ def figures(results: dict, figdir) -> None:
     import matplotlib.pyplot as plt
 
     r = results["values"]["recall"]
+    if r is None:
+        return
     labels = {run: results["runs"][run]["label"] for run in RECALL_RUNS}
     xs = [i for i, b in enumerate(r["bins"]) if b["repeats"]]
     ticks = [f"{b['lo']}–{b['hi'] if b['hi'] < 1 << 29 else '∞'}\n({b['repeats']})" for b in r["bins"] if b["repeats"]]
