@@ -13,7 +13,7 @@ from zoo.data import TextDataModule, load_corpus, split_bounds
 from zoo.errors import ZooError
 from zoo.recall import ALPHABET, recall_bounds, recall_task, split_queries
 
-P, L = 12, 8  # pending passages, letters per passage
+P, L, S = 8, 8, 0.5  # pending passages, letters per passage, share of repeats that copy the newest
 N = L + 2  # characters per item
 LN26 = math.log(26)
 ITEM = re.compile(r"=[a-z]{8} |\?[a-z]{8} | {10}")
@@ -40,7 +40,7 @@ def test_items_parse():
     assert all(p[0] == "=" for p in parts[:P])  # the preamble: P passages
 
 
-@pytest.mark.parametrize("D", [256, 512, 2048])
+@pytest.mark.parametrize("D", [384, 512, 2048])
 def test_every_repeat_copies_one_pending_passage(D):
     task = recall_task(D)
     table = iter(task.queries.tolist())
@@ -50,7 +50,7 @@ def test_every_repeat_copies_one_pending_passage(D):
             pending[i] = p[1:1 + L]
             assert len(pending) <= P
         elif p[0] == "?" and len(p) >= 2:  # a repeat (the last item may be cut short)
-            at, source, distance = next(table)
+            at, source, distance, on_purpose = next(table)
             assert at == N * i + 1 and distance == at - source and source % N == 1, (i, at, source)
             assert (source - 1) // N in pending and pending[(source - 1) // N].startswith(p[1:1 + L]), (i, p)
             if len(p) == N:
@@ -60,14 +60,17 @@ def test_every_repeat_copies_one_pending_passage(D):
 
 
 @pytest.mark.parametrize("D", [512, 2048])
-def test_mean_distance_is_D(D):
-    d = recall_task(D).queries[:, 2]
-    assert abs(d.mean() / D - 1) < 0.10, d.mean()
-    assert (d % N == 0).all()
+def test_far_repeats_lie_D_back_on_average_and_near_ones_inside_a_window(D):
+    q = recall_task(D).queries
+    far, near = q[q[:, 3] == 0, 2], q[q[:, 3] == 1, 2]
+    assert abs(far.mean() / D - 1) < 0.10, far.mean()
+    assert near.mean() < 128 and abs(len(near) / len(q) - S) < 0.02
+    assert (q[:, 2] % N == 0).all()
 
 
 def process_prob(state, item_so_far, ch, r):
-    """p(ch | text so far) under the process, written out directly: state = (forced passage, pending passages)."""
+    """p(ch | text so far) under the process, written out directly: state = (forced passage, pending passages
+    in the order they were stated, so the last is the newest)."""
     forced, pending = state
     k = len(item_so_far)
     if k == 0:
@@ -81,14 +84,15 @@ def process_prob(state, item_so_far, ch, r):
         if head == "=":
             return 1 / 26 if ch in "abcdefghijklmnopqrstuvwxyz" else 0.0
         prefix = item_so_far[1:]
-        alive = [p for p in pending if p.startswith(prefix)]
-        return sum(1 for p in alive if p[len(prefix)] == ch) / len(alive)
+        weights = [(1 - S) / P + (S if j == len(pending) - 1 else 0.0) for j in range(len(pending))]
+        alive = [(p, w) for p, w in zip(pending, weights) if p.startswith(prefix)]
+        return sum(w for p, w in alive if p[len(prefix)] == ch) / sum(w for _, w in alive)
     return float(ch == " ")
 
 
 def walk(text, D):
     """Yield (position, state, item_so_far, r) for every character, keeping the state item by item."""
-    r = N * P / (D - N * P)
+    r = N * P / (D * (1 - S) - N * P)
     pending, previous_repeat = [], False
     for n, item in enumerate(items(text)):
         forced = n < P or previous_repeat
@@ -140,12 +144,12 @@ def test_bounds_and_split_queries():
         assert b["oracle"] == pytest.approx(task.oracle_nats[lo + 1:hi].mean(), abs=1e-12)
         assert b["memoryless"] == pytest.approx(task.memoryless_nats[lo + 1:hi].mean(), abs=1e-12)
         q = split_queries(D, name)
-        assert q.shape == (b["queries"], 3) and q.dtype == np.int64
+        assert q.shape == (b["queries"], 4) and q.dtype == np.int64
         inside = task.queries[(task.queries[:, 0] >= lo) & (task.queries[:, 0] < hi)]
-        np.testing.assert_array_equal(q, inside - np.array([lo, lo, 0]))
+        np.testing.assert_array_equal(q, inside - np.array([lo, lo, 0, 0]))
         assert ((q[:, 0] >= 0) & (q[:, 0] < hi - lo)).all() and (q[:, 0] - q[:, 1] == q[:, 2]).all()
         assert b["answerable"] == int((q[:, 1] >= 0).sum()) <= b["queries"]
-        for a, f, _ in q[:50]:  # relative positions point at the split's own text
+        for a, f, _, _ in q[:50]:  # relative positions point at the split's own text
             assert task.text[lo + a:lo + a + L] == task.text[lo + f:lo + f + L]
         total += b["queries"]
     assert total == len(task.queries)
@@ -155,11 +159,11 @@ def test_bounds_and_split_queries():
         recall_bounds(D, "dev")
 
 
-@pytest.mark.parametrize("spec", ["recall:", "recall:abc", "recall:100", "recall:4096", "recall:1.5", "recall:-512"])
+@pytest.mark.parametrize("spec", ["recall:", "recall:abc", "recall:256", "recall:4096", "recall:1.5", "recall:-512"])
 def test_bad_distance_is_a_clean_error(spec):
     with pytest.raises(ZooError, match="recall:D") as e:
         load_corpus(spec)
-    assert "\n" not in str(e.value) and "256" in str(e.value) and "2048" in str(e.value) and "recall:512" in str(e.value)
+    assert "\n" not in str(e.value) and "384" in str(e.value) and "2048" in str(e.value) and "recall:512" in str(e.value)
 
 
 def test_bad_distance_through_the_cli(capsys):

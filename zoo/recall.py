@@ -20,11 +20,12 @@ import numpy as np
 
 from zoo.errors import ZooError
 
-RECALL_PENDING = 12  # P: passages stated but not yet repeated, at every point after the preamble
+RECALL_PENDING = 8  # P: passages stated but not yet repeated, at every point after the preamble
+RECALL_NEWEST = 0.5  # s: the share of repeats that copy the passage stated last (near: what teaches copying)
 RECALL_LETTERS = 8  # letters per passage
 RECALL_LENGTH = 400_000  # characters per generated text
 RECALL_SEED = 7  # the generator's fixed seed (combined with D): the same D always gives the same text
-RECALL_MIN_D, RECALL_MAX_D = 256, 2048
+RECALL_MIN_D, RECALL_MAX_D = 384, 2048  # D > 20P / (1 − s) keeps the repeat rate r below 1
 RECALL_ITEM = RECALL_LETTERS + 2  # characters per item: marker, letters, space
 SPLIT_FRACTIONS = (0.90, 0.05, 0.05)  # train, val, test: contiguous, in this order (as zoo.data.SPLIT_FRACTIONS)
 
@@ -35,12 +36,12 @@ _FILLER, _FACT, _QUERY = 0, 1, 2  # item kinds
 
 
 def query_rate(D: int) -> float:
-    """The probability r that a free decision is a repeat: r = 10P/(D − 10P) (see ``recall_task``)."""
-    return RECALL_ITEM * RECALL_PENDING / (D - RECALL_ITEM * RECALL_PENDING)
+    """The probability r that a free decision is a repeat: r = 10P/(D(1 − s) − 10P) (see ``recall_task``)."""
+    return RECALL_ITEM * RECALL_PENDING / (D * (1 - RECALL_NEWEST) - RECALL_ITEM * RECALL_PENDING)
 
 
 def parse_recall_argument(argument: str) -> int:
-    """D from the ``argument`` of ``recall:argument``: a whole number 256 <= D <= 2048, else one-line ZooError."""
+    """D from the ``argument`` of ``recall:argument``: a whole number 384 <= D <= 2048, else one-line ZooError."""
     text = argument.strip()
     if text.isascii() and text.isdigit() and RECALL_MIN_D <= int(text) <= RECALL_MAX_D:
         return int(text)
@@ -55,7 +56,8 @@ class RecallTask:
     ``oracle_nats[t]`` = −ln p(text[t] | text[:t]) under the generating process; ``memoryless_nats`` the same,
     except that each letter of a repeat costs ln 26. ``queries`` holds one row per repeat, in text order:
     (position of the repeat's first letter, position of its passage's first letter, distance = their
-    difference); the other letters follow each.
+    difference, 1 if it copied the newest passage on purpose and 0 if it drew one from all that wait); the
+    other letters follow each.
     """
 
     D: int
@@ -63,7 +65,7 @@ class RecallTask:
     text: str
     oracle_nats: np.ndarray  # (len(text),) float64
     memoryless_nats: np.ndarray  # (len(text),) float64
-    queries: np.ndarray  # (n_queries, 3) int64
+    queries: np.ndarray  # (n_queries, 4) int64
 
 
 @functools.lru_cache(maxsize=8)
@@ -81,21 +83,27 @@ def recall_task(D: int) -> RecallTask:
     letters single out one earlier passage, find where the current letter followed the same letters there,
     and copy the letter that came next. A model that cannot see the passage can only guess.
 
-    **State.** ``pending``: exactly P = 12 passages stated but not yet repeated. The text opens with P
-    passages (the preamble). After that, each item is a passage if the previous item was a repeat (so
-    ``pending`` is refilled to P at once); otherwise it is a repeat with probability r, filler with
-    probability 1 − r. A repeat copies a passage drawn uniformly from ``pending`` and removes it.
+    **State.** ``pending``: exactly P = 8 passages stated but not yet repeated; the *newest* is the one stated
+    last (it is always pending). The text opens with P passages (the preamble). After that, each item is a
+    passage if the previous item was a repeat (so ``pending`` is refilled to P at once); otherwise it is a
+    repeat with probability r, filler with probability 1 − r. A repeat copies, with probability s = 1/2, the
+    newest passage, and otherwise a passage drawn uniformly from all P that wait (the newest among them); the
+    passage copied leaves ``pending``.
 
-    **The distance D.** Call "a decision" each step after the preamble that emits either one filler item
-    (probability 1 − r) or a repeat and the passage after it (probability r): 1 + r items on average. A
-    given pending passage is repeated with probability r/P at each decision, so it waits P/r decisions on
-    average, P(1 + r)/r items, 10P(1 + r)/r characters. Setting r = 10P/(D − 10P) makes this D (since
-    (1 + r)/r = D/(10P)); D >= 256 keeps r < 1. The wait is geometric, so distances spread from a few
-    characters to several times D: some repeats lie inside any window, most far outside it. Exactly, the
-    distance of a repeat (from its passage's first letter to its own, a multiple of 10) has mean D − 10 in
-    the steady state (Wald: the decisions up to and including the repeating one hold (1 + r)P/r items on
-    average, and the passage after the repeat is not part of the distance); repeats near the end of the text
-    are cut off only if they would be long, so the empirical mean is a little below D.
+    **Near and far.** The newest passage is a few items back, inside any window: these repeats are what a
+    model can learn copying from at all (a text whose repeats all lie beyond its window gives a windowed
+    model nothing to learn it from; with s = 0 none of the book's transformers learned to copy in 2,000
+    steps). The others are the long-range task. A passage stops being the newest at the next repeat (a new
+    passage follows it), and from then on it is drawn with probability r(1 − s)/P at each decision.
+
+    **The distance D** of those far repeats. Call "a decision" each step after the preamble that emits either
+    one filler item (probability 1 − r) or a repeat and the passage after it (probability r): 1 + r items on
+    average. A passage that is no longer the newest waits P/(r(1 − s)) decisions on average,
+    P(1 + r)/(r(1 − s)) items, 10P(1 + r)/(r(1 − s)) characters; setting r = 10P/(D(1 − s) − 10P) makes
+    about D (since (1 + r)/r = D(1 − s)/(10P)): a little less, because in the first decisions of its life a
+    passage is still the newest and can leave by either draw (the empirical mean is a few per cent below D).
+    The wait is geometric, so these distances spread from a few characters to several times D. (A uniform draw that happens to pick the newest passage, 1 time in P, is
+    near too; the fourth column of ``queries`` says which draw a repeat came from, not how far it is.)
 
     **What each character costs** (nats, −ln p under the process, which knows the whole text before it and
     therefore ``pending`` and the item layout):
@@ -103,9 +111,9 @@ def recall_task(D: int) -> RecallTask:
     * the first character of an item that must be a passage (in the preamble, or after a repeat): ``=``, 0;
       otherwise ``?`` costs −ln r and a filler's space −ln(1 − r);
     * a passage's letters ln 26 each;
-    * a repeat's letter c after the letters s so far: −ln(n(s + c)/n(s)), with n(s) the number of pending
-      passages that begin with s (n("") = P): the first letters narrow the pending passages down to one, and
-      from then on every letter costs 0;
+    * a repeat's letter c after the letters x so far: −ln(w(x + c)/w(x)), with w(x) the summed weight of the
+      pending passages that begin with x, each weighing (1 − s)/P and the newest s + (1 − s)/P: the first
+      letters narrow the pending passages down to one, and from then on every letter costs 0;
     * every other character (the space that ends an item, a filler's other spaces) 0.
 
     At every position these probabilities sum to one over the alphabet. ``memoryless_nats`` charges ln 26
@@ -117,11 +125,12 @@ def recall_task(D: int) -> RecallTask:
     """
     if not (isinstance(D, int) and RECALL_MIN_D <= D <= RECALL_MAX_D):
         raise ZooError(f"recall:D needs a whole-number mean distance {RECALL_MIN_D} <= D <= {RECALL_MAX_D}, got {D!r} (e.g. recall:512)")
-    P, L, r = RECALL_PENDING, RECALL_LETTERS, query_rate(D)
+    P, L, r, s_newest = RECALL_PENDING, RECALL_LETTERS, query_rate(D), RECALL_NEWEST
     n_items = -(-RECALL_LENGTH // RECALL_ITEM)
     rng = np.random.default_rng([RECALL_SEED, D])
     u_decide = (rng.random(n_items) < r).tolist()  # a free decision is a repeat
-    u_pick = rng.random(n_items).tolist()  # which pending passage a repeat copies
+    u_pick = rng.random(n_items).tolist()  # which pending passage a uniform draw copies
+    u_newest = (rng.random(n_items) < s_newest).tolist()  # a repeat copies the newest passage on purpose
     letters = rng.integers(0, 26, (n_items, L))  # a passage's letters
 
     kind = np.empty(n_items, np.int8)
@@ -137,21 +146,24 @@ def recall_task(D: int) -> RecallTask:
             content[i] = letters[i]
             nats[i, 1:1 + L] = ln26
             pending.append(i)
+            newest = i
             kind[i] = _FACT
         elif u_decide[i]:  # a repeat: "?" costs −ln r, its letters what narrowing the pending passages costs
-            j = int(u_pick[i] * P)
+            j = pending.index(newest) if u_newest[i] else int(u_pick[i] * P)
             source = pending[j]
             content[i] = content[source]
+            weight = np.full(P, (1 - s_newest) / P)
+            weight[pending.index(newest)] += s_newest
             candidates = content[pending]  # (P, L)
             alive = np.ones(P, bool)
             nats[i, 0] = -log(r)
             for c in range(L):
-                before = alive.sum()
+                before = weight[alive].sum()
                 alive &= candidates[:, c] == content[i, c]
-                nats[i, 1 + c] = log(before / alive.sum())
+                nats[i, 1 + c] = log(before / weight[alive].sum())
             pending[j] = pending[-1]
             pending.pop()
-            queries.append((i, source))
+            queries.append((i, source, int(u_newest[i])))
             kind[i] = _QUERY
         else:  # filler: its first space costs −ln(1 − r), the rest nothing
             nats[i, 0] = -log(1 - r)
@@ -168,9 +180,10 @@ def recall_task(D: int) -> RecallTask:
     memoryless[kind == _QUERY, 1:1 + L] = ln26
     memoryless = memoryless.reshape(-1)[:RECALL_LENGTH]
 
-    q = np.array(queries, dtype=np.int64).reshape(-1, 2) * RECALL_ITEM + 1  # first letter positions
-    q = q[q[:, 0] < RECALL_LENGTH]  # a last item cut short before its first letter
-    table = np.column_stack([q, q[:, 0] - q[:, 1]]).astype(np.int64)
+    rows = np.array(queries, dtype=np.int64).reshape(-1, 3)
+    q = rows[:, :2] * RECALL_ITEM + 1  # first letter positions
+    keep = q[:, 0] < RECALL_LENGTH  # a last item cut short before its first letter
+    table = np.column_stack([q[keep], q[keep, 0] - q[keep, 1], rows[keep, 2]]).astype(np.int64)
     text = codes.reshape(-1)[:RECALL_LENGTH].tobytes().decode("ascii")
     for array in (oracle, memoryless, table):
         array.setflags(write=False)  # shared by the cache
@@ -189,15 +202,15 @@ def _split_range(n: int, split_name: str) -> tuple[int, int]:
 def split_queries(D: int, split_name: str = "val") -> np.ndarray:
     """The queries of ``recall:D`` whose value digit lies in a split, positions relative to the split's start.
 
-    Shape (n, 3), the columns of ``RecallTask.queries``: query value position, fact value position (negative
-    when the fact lies before the split: a model that starts reading at the split's start cannot answer), and
-    distance.
+    Shape (n, 4), the columns of ``RecallTask.queries``: the repeat's first letter, its passage's first
+    letter (negative when the passage lies before the split: a model that starts reading at the split's start
+    cannot recall it), the distance, and whether it copied the newest passage on purpose.
     """
     task = recall_task(D)
     lo, hi = _split_range(len(task.text), split_name)
     q = task.queries
     inside = q[(q[:, 0] >= lo) & (q[:, 0] < hi)]
-    return np.column_stack([inside[:, 0] - lo, inside[:, 1] - lo, inside[:, 2]]).astype(np.int64)
+    return np.column_stack([inside[:, 0] - lo, inside[:, 1] - lo, inside[:, 2], inside[:, 3]]).astype(np.int64)
 
 
 def recall_bounds(D: int, split_name: str = "val") -> dict[str, float]:

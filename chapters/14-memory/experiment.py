@@ -2,8 +2,10 @@
 
 Two experiments, every run at the book's size (4 blocks of 128, 16 × 128 characters a step, 2,000 steps):
 
-* the long-range task ``recall:D`` (zoo.recall): random eight-letter passages, each repeated once about
-  D = RECALL_D characters later (four windows of 128), among blank filler. ``gpt`` (its window), ``lstm``
+* the long-range task ``recall:D`` (zoo.recall): random eight-letter passages, each repeated once, among
+  blank filler: half the repeats copy the passage stated last (near, inside any window: what teaches a
+  model to copy), half a passage drawn from the eight that wait, about D = RECALL_D characters back on
+  average (four windows of 128). ``gpt`` (its window), ``lstm``
   (its truncation), ``memory-gpt`` with a memory of RECALL_MEMORY characters, and ``memory-gpt`` with no
   memory (the same sliding window and stop-gradient cache, so the control isolates the memory), at equal
   steps; each repeat's letters scored on the validation split, by the distance back to its passage. The
@@ -41,6 +43,11 @@ RUNS = [
             overrides={"model": {"memory_size": 0}}),
     RunSpec("memory-gpt", name=f"memory-{SMALL}", label=f"memory-gpt, M = {SMALL}", seeds=(0,), leaderboard=False,
             overrides={"model": {"memory_size": SMALL}}),
+    recall_run("recall-gpt", "gpt", "gpt", COPY),
+    recall_run("recall-gpt-book", "gpt", "gpt, the book's recipe", {}),
+    recall_run("recall-lstm", "lstm", "lstm", {}),  # its book preset: untied, lr 3e-3, no weight decay already
+    recall_run("recall-memory", "memory-gpt", f"memory-gpt, M = {RECALL_MEMORY:,}", {**COPY, "model": {**COPY["model"], "memory_size": RECALL_MEMORY}}),
+    recall_run("recall-memory-0", "memory-gpt", "memory-gpt, M = 0", {**COPY, "model": {**COPY["model"], "memory_size": 0}}),
     # --8<-- [end:runs]
 ]
 RECALL_RUNS = ("recall-gpt-book", "recall-gpt", "recall-lstm", "recall-memory-0", "recall-memory")
@@ -51,7 +58,7 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
     from zoo.data import load_splits
 
     runs = {key: [zoo.load_run(d) for d in dirs] for key, dirs in run_dirs.items()}
-    return {"recall": recall(runs) if all(k in runs for k in RECALL_RUNS) else None, "shakespeare": shakespeare(runs, run_dirs),
+    return {"recall": recall(runs), "shakespeare": shakespeare(runs, run_dirs),
             "names": names(runs, load_splits(corpus)[1]["val"], corpus)}
 
 
@@ -59,9 +66,9 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
 def recall(runs: dict) -> dict:
     """Per recall run, on the val split's repeats whose passage lies inside the split: the share of letters
     3 to 8 of each repeat that are the model's most likely character (teacher-forced; the first two letters
-    single a passage out of the twelve waiting, so from the third on a model that remembers can copy), and
-    their nats, by distance bin and overall; beside the oracle (0 nats from the third letter on in all but
-    a few repeats) and the memoryless baseline (ln 26 nats, 1 in 26)."""
+    single a passage out of the eight waiting, so from the third on a model that remembers can copy), and
+    their nats: for the far repeats by distance bin and overall, and for the near ones; beside the oracle
+    (what the process pays for those letters) and the memoryless baseline (ln 26 nats, 1 in 26)."""
     import math
 
     import numpy as np
@@ -73,18 +80,21 @@ def recall(runs: dict) -> dict:
     val = load_splits(f"recall:{RECALL_D}")[1]["val"]
     queries = split_queries(RECALL_D, "val")
     queries = queries[(queries[:, 1] >= 0) & (queries[:, 0] + RECALL_LETTERS <= len(val))]  # answerable, whole
+    far = queries[:, 3] == 0
     distance = queries[:, 2]
     letters = queries[:, :1] + np.arange(2, RECALL_LETTERS)  # (Q, 6) positions of letters 3..8
     bounds = recall_bounds(RECALL_D, "val")
     task = recall_task(RECALL_D)
     lo = split_bounds(len(task.text))["val"][0]
-    oracle = task.oracle_nats[lo + letters].sum(-1)  # (Q,): what the process pays for letters 3..8
-    out = {"D": RECALL_D, "repeats": len(queries), "distance_mean": float(distance.mean()),
-           "distance_median": float(np.median(distance)), "oracle_bpc": bounds["oracle"] / math.log(2),
-           "memoryless_bpc": bounds["memoryless"] / math.log(2), "chance": 1 / 26, "chance_nats": math.log(26),
-           "oracle_nats": float(oracle.mean() / letters.shape[1]), "bins": [], "runs": {}}
-    for lo_d, hi_d in zip(BINS, BINS[1:]):
-        out["bins"].append({"lo": lo_d, "hi": hi_d, "repeats": int(((distance >= lo_d) & (distance < hi_d)).sum())})
+    oracle = task.oracle_nats[lo + letters].mean(-1)  # (Q,): what the process pays per letter 3..8
+    out = {"D": RECALL_D, "memory": RECALL_MEMORY, "window": 128, "repeats": int(far.sum()), "near": int((~far).sum()),
+           "distance_mean": float(distance[far].mean()), "distance_median": float(np.median(distance[far])),
+           "near_distance_mean": float(distance[~far].mean()), "beyond_reach": float((distance[far] >= 128 + RECALL_MEMORY).mean()),
+           "oracle_bpc": bounds["oracle"] / math.log(2), "memoryless_bpc": bounds["memoryless"] / math.log(2),
+           "chance": 1 / 26, "chance_nats": math.log(26), "oracle_nats": float(oracle[far].mean()), "bins": [], "runs": {}}
+    inside = [far & (distance >= lo_d) & (distance < hi_d) for lo_d, hi_d in zip(BINS, BINS[1:])]
+    for (lo_d, hi_d), m in zip(zip(BINS, BINS[1:]), inside):
+        out["bins"].append({"lo": lo_d, "hi": hi_d, "repeats": int(m.sum()), "oracle_nats": float(oracle[m].mean()) if m.any() else None})
     for key in RECALL_RUNS:
         run = runs[key][0]
         log_p = run_predictions(run, val)  # (n-1, V): row p-1 predicts character p
@@ -92,14 +102,11 @@ def recall(runs: dict) -> dict:
         target = val[letters]  # (Q, 6)
         right = (rows.argmax(-1) == target).double().mean(-1).numpy()  # (Q,) share of letters 3..8 right
         nats = (-rows.gather(-1, target[..., None])[..., 0]).double().mean(-1).numpy()  # (Q,) nats per letter
-
-        def by_bin(values):
-            inside = [(distance >= lo_d) & (distance < hi_d) for lo_d, hi_d in zip(BINS, BINS[1:])]
-            return [float(values[m].mean()) if m.any() else None for m in inside]
-
         metrics = run_metrics(run.dir)
-        out["runs"][key] = {"accuracy": float(right.mean()), "nats": float(nats.mean()),
-                            "bins": [{"accuracy": a, "nats": n} for a, n in zip(by_bin(right), by_bin(nats))],
+        out["runs"][key] = {"accuracy": float(right[far].mean()), "nats": float(nats[far].mean()),
+                            "near_accuracy": float(right[~far].mean()), "near_nats": float(nats[~far].mean()),
+                            "bins": [{"accuracy": float(right[m].mean()) if m.any() else None,
+                                      "nats": float(nats[m].mean()) if m.any() else None} for m in inside],
                             "val_bpc": metrics["val"]["bpc"], "tokens_per_s": metrics["tokens_per_s"]}
     return out
 
@@ -180,8 +187,6 @@ def figures(results: dict, figdir) -> None:
     import matplotlib.pyplot as plt
 
     r = results["values"]["recall"]
-    if r is None:
-        return
     labels = {run: results["runs"][run]["label"] for run in RECALL_RUNS}
     xs = [i for i, b in enumerate(r["bins"]) if b["repeats"]]
     ticks = [f"{b['lo']}–{b['hi'] if b['hi'] < 1 << 29 else '∞'}\n({b['repeats']})" for b in r["bins"] if b["repeats"]]
@@ -191,15 +196,15 @@ def figures(results: dict, figdir) -> None:
         a.plot(xs, [bins[i]["accuracy"] for i in xs], marker="o", label=labels[run])
         b.plot(xs, [bins[i]["nats"] for i in xs], marker="o", label=labels[run])
     a.axhline(r["chance"], color="grey", ls=":", label="chance (memoryless): 1 in 26")
-    a.axhline(1.0, color="k", lw=0.6, label="oracle")
+    a.axhline(1.0, color="k", lw=0.6, label="oracle (letters 3–8 follow from the first two)")
     b.axhline(r["chance_nats"], color="grey", ls=":")
-    b.axhline(r["oracle_nats"], color="k", lw=0.6)
+    b.axhline(r["oracle_nats"], color="k", lw=0.6)  # the process: nearly 0 from the third letter on
     for ax, ylabel in ((a, "letters 3–8 of a repeat right (argmax)"), (b, "nats per letter (3–8)")):
         ax.set_xticks(xs, ticks, fontsize=7)
         ax.set_xlabel("characters back to the passage (repeats)")
         ax.set_ylabel(ylabel)
     a.legend(fontsize=7)
-    fig.suptitle(f"recall:{r['D']}: each repeat on the validation split, by its distance back (window 128)", fontsize=10)
+    fig.suptitle(f"recall:{r['D']}: the far repeats on the validation split, by their distance back (window 128, memory {r['memory']:,})", fontsize=10)
     fig.tight_layout()
     fig.savefig(figdir / "recall.png", dpi=120)
     plt.close(fig)
