@@ -24,9 +24,9 @@ CORPUS = "tinyshakespeare"
 RECALL_D = 512  # mean passage-to-repeat distance of the long-range task, in characters: 4 windows of 128
 RECALL_MEMORY = 1024  # memory-gpt's memory on the task: covers all but about e^-2.25 ≈ 1/10 of the distances
 MEMORY, SMALL = 1024, 256  # Shakespeare: the book preset's memory, and a small one
+CLOSED = -4.0  # the gate's b_h at initialisation in the ablation: the memory starts at σ(-4) ≈ 2 % of the mix
 COPY = {"model": {"tie_embeddings": False}, "optim": {"lr": 3e-3, "weight_decay": 0.0}}  # the recall runs' recipe
 BINS = (0, 128, 256, 512, 1024, 2048, 1 << 30)  # repeat distance bins, characters
-CLOSED = -4.0  # the gate's b_h at initialisation in the ablation: the memory starts at σ(-4) ≈ 2 % of the mix
 
 
 def recall_run(name: str, rung: str, label: str, overrides: dict) -> RunSpec:
@@ -44,6 +44,8 @@ RUNS = [
             overrides={"model": {"memory_size": 0}}),
     RunSpec("memory-gpt", name=f"memory-{SMALL}", label=f"memory-gpt, M = {SMALL}", seeds=(0,), leaderboard=False,
             overrides={"model": {"memory_size": SMALL}}),
+    RunSpec("memory-gpt", name="memory-closed", label=f"memory-gpt, M = {MEMORY:,}, gate closed at first", seeds=(0,),
+            leaderboard=False, overrides={"model": {"memory_gate": CLOSED}}),
     recall_run("recall-gpt", "gpt", "gpt", COPY),
     recall_run("recall-gpt-book", "gpt", "gpt, the book's recipe", {}),
     recall_run("recall-lstm", "lstm", "lstm", {}),  # its book preset: untied, lr 3e-3, no weight decay already
@@ -140,7 +142,8 @@ def shakespeare(runs: dict, run_dirs: dict) -> dict:
         return {"val": stats([m["val"]["bpc"] for m in ms]), "test": stats([m["test"]["bpc"] for m in ms]),
                 "tokens_per_s": stats([m["tokens_per_s"] for m in ms])}
 
-    out = {key: summary(key) for key in ("gpt", "memory", "memory-0", f"memory-{SMALL}")}
+    out = {key: summary(key) for key in ("gpt", "memory", "memory-0", f"memory-{SMALL}", "memory-closed")}
+    out["closed_gates"] = gate(runs["memory-closed"][0].model)
     out["gates"] = [gate(r.model) for r in runs["memory"]]
     out["gate_mean"] = sum(sum(g) / len(g) for g in out["gates"]) / len(out["gates"])
     gpt, memory = out["gpt"], out["memory"]
