@@ -187,3 +187,12 @@ def test_bad_memory_settings_get_one_line(tmp_path, capsys, flag, value, words):
                        "--trainer.max_steps", "1", "--out", out)
     one_line(code, err, words)
     assert not out.exists()
+
+
+def test_the_gate_starts_where_the_config_says():
+    from zoo.models.memory_gpt import MemoryAttention
+
+    for b in (0.0, -4.0):
+        model = zoo.build("memory-gpt", **{**CONFIG, "memory_gate": b})
+        attn = model.blocks[model.memory_index].attn
+        assert isinstance(attn, MemoryAttention) and torch.equal(attn.gate, torch.full((2,), b))

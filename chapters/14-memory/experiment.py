@@ -24,6 +24,7 @@ CORPUS = "tinyshakespeare"
 RECALL_D = 512  # mean passage-to-repeat distance of the long-range task, in characters: 4 windows of 128
 RECALL_MEMORY = 1024  # memory-gpt's memory on the task: covers all but about e^-2.25 ≈ 1/10 of the distances
 MEMORY, SMALL = 1024, 256  # Shakespeare: the book preset's memory, and a small one
+CLOSED = -4.0  # the gate's b_h at initialisation in the ablation: the memory starts at σ(-4) ≈ 2 % of the mix
 COPY = {"model": {"tie_embeddings": False}, "optim": {"lr": 3e-3, "weight_decay": 0.0}}  # the recall runs' recipe
 BINS = (0, 128, 256, 512, 1024, 2048, 1 << 30)  # repeat distance bins, characters
 
@@ -43,14 +44,18 @@ RUNS = [
             overrides={"model": {"memory_size": 0}}),
     RunSpec("memory-gpt", name=f"memory-{SMALL}", label=f"memory-gpt, M = {SMALL}", seeds=(0,), leaderboard=False,
             overrides={"model": {"memory_size": SMALL}}),
+    RunSpec("memory-gpt", name="memory-closed", label=f"memory-gpt, M = {MEMORY:,}, gate closed at first", seeds=(0,),
+            leaderboard=False, overrides={"model": {"memory_gate": CLOSED}}),
     recall_run("recall-gpt", "gpt", "gpt", COPY),
     recall_run("recall-gpt-book", "gpt", "gpt, the book's recipe", {}),
     recall_run("recall-lstm", "lstm", "lstm", {}),  # its book preset: untied, lr 3e-3, no weight decay already
     recall_run("recall-memory", "memory-gpt", f"memory-gpt, M = {RECALL_MEMORY:,}", {**COPY, "model": {**COPY["model"], "memory_size": RECALL_MEMORY}}),
     recall_run("recall-memory-0", "memory-gpt", "memory-gpt, M = 0", {**COPY, "model": {**COPY["model"], "memory_size": 0}}),
+    recall_run("recall-memory-closed", "memory-gpt", f"memory-gpt, M = {RECALL_MEMORY:,}, gate closed at first",
+               {**COPY, "model": {**COPY["model"], "memory_size": RECALL_MEMORY, "memory_gate": CLOSED}}),
     # --8<-- [end:runs]
 ]
-RECALL_RUNS = ("recall-gpt-book", "recall-gpt", "recall-lstm", "recall-memory-0", "recall-memory")
+RECALL_RUNS = ("recall-gpt-book", "recall-gpt", "recall-lstm", "recall-memory-0", "recall-memory", "recall-memory-closed")
 
 
 def analyse(run_dirs: dict, corpus: str) -> dict:
@@ -107,8 +112,16 @@ def recall(runs: dict) -> dict:
                             "near_accuracy": float(right[~far].mean()), "near_nats": float(nats[~far].mean()),
                             "bins": [{"accuracy": float(right[m].mean()) if m.any() else None,
                                       "nats": float(nats[m].mean()) if m.any() else None} for m in inside],
-                            "val_bpc": metrics["val"]["bpc"], "tokens_per_s": metrics["tokens_per_s"]}
+                            "val_bpc": metrics["val"]["bpc"], "tokens_per_s": metrics["tokens_per_s"], "gate": gate(run.model)}
     return out
+
+
+def gate(model) -> list | None:
+    """σ(b_h) of each head of the memory block at the end of training: the memory's share of its attention."""
+    import torch
+
+    attn = model.blocks[model.memory_index].attn if hasattr(model, "memory_index") else None
+    return torch.sigmoid(attn.gate).tolist() if attn is not None and hasattr(attn, "gate") else None
 
 
 def run_metrics(run_dir) -> dict:
@@ -129,7 +142,10 @@ def shakespeare(runs: dict, run_dirs: dict) -> dict:
         return {"val": stats([m["val"]["bpc"] for m in ms]), "test": stats([m["test"]["bpc"] for m in ms]),
                 "tokens_per_s": stats([m["tokens_per_s"] for m in ms])}
 
-    out = {key: summary(key) for key in ("gpt", "memory", "memory-0", f"memory-{SMALL}")}
+    out = {key: summary(key) for key in ("gpt", "memory", "memory-0", f"memory-{SMALL}", "memory-closed")}
+    out["closed_gates"] = gate(runs["memory-closed"][0].model)
+    out["gates"] = [gate(r.model) for r in runs["memory"]]
+    out["gate_mean"] = sum(sum(g) / len(g) for g in out["gates"]) / len(out["gates"])
     gpt, memory = out["gpt"], out["memory"]
     for split in ("val", "test"):
         diff = memory[split]["mean"] - gpt[split]["mean"]

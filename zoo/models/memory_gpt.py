@@ -27,6 +27,7 @@ class MemoryGPTConfig:
     memory_size: int = 1024  # M: keys and values kept beyond the window (FIFO), per stream; 0: no memory
     memory_topk: int = 32  # k: memory entries each query attends to (its k nearest keys by dot product)
     memory_layer: int = -2  # which block queries the memory, Python-style (-2: the second-to-last)
+    memory_gate: float = 0.0  # b_h at initialisation: the memory's share σ(b_h) starts at 1/2 (-4: about 2 %)
 # --8<-- [end:config]
 
 
@@ -46,7 +47,7 @@ class MemoryGPT(nn.Module):
       block's query (un-rotated: memory entries carry no position) retrieves its k nearest memory keys by
       dot product and attends to them:
           s_j = q·k_j / √d for j in top-k(q·K_mem),   A_mem = Σ_j softmax(s)_j v_j
-      and a learned gate per head mixes the two (g_h = σ(b_h)):
+      and a learned gate per head mixes the two (g_h = σ(b_h), b_h starting at ``memory_gate``):
           A = g_h · A_mem + (1 − g_h) · A_local        (A = A_local where the memory is still empty)
     * The memory is the rung's state: forward(idx, state) -> (logits, state). The harness carries it
       across consecutive chunks of each training stream and resets it where a stream restarts; evaluation
@@ -166,7 +167,7 @@ class Block(nn.Module):
     def __init__(self, config: GPTConfig, memory: MemoryGPTConfig | None):
         super().__init__()
         self.norm_1 = RMSNorm(config.n_embd)
-        self.attn = WindowAttention(config) if memory is None else MemoryAttention(config, memory.memory_size, memory.memory_topk)
+        self.attn = WindowAttention(config) if memory is None else MemoryAttention(config, memory.memory_size, memory.memory_topk, memory.memory_gate)
         self.norm_2 = RMSNorm(config.n_embd)
         self.mlp = SwiGLU(config)
         self.drop = nn.Dropout(config.dropout)
@@ -226,10 +227,10 @@ class WindowAttention(nn.Module):
 class MemoryAttention(WindowAttention):
     """Windowed attention plus kNN attention into the memory, mixed per head by a learned gate (Wu et al. 2022)."""
 
-    def __init__(self, config: GPTConfig, memory_size: int, topk: int):
+    def __init__(self, config: GPTConfig, memory_size: int, topk: int, gate: float = 0.0):
         super().__init__(config)
         self.memory_size, self.topk = memory_size, topk
-        self.gate = nn.Parameter(torch.zeros(config.n_head))  # b_h; g_h = σ(b_h) starts at 1/2
+        self.gate = nn.Parameter(torch.full((config.n_head,), gate))  # b_h; g_h = σ(b_h), 1/2 at b_h = 0
 
     def forward(self, x, cache, memory, cos, sin):
         B, T, C = x.shape
