@@ -188,7 +188,10 @@ def names(runs: dict, val, corpus: str) -> dict:
         index[group] += list(range(start + 1, end))  # characters after the first letter, through the colon
     named = set(i for ids in index.values() for i in ids)
     other = torch.tensor([p for p in range(1, len(text)) if p not in named])
-    out = {"W": W, "memory": MEMORY, "all": {"characters": len(gain), "gain": float(gain.mean())}}
+    from zoo.data import load_corpus
+
+    out = {"W": W, "memory": MEMORY, "all": {"characters": len(gain), "gain": float(gain.mean())},
+           "memory_share": (MEMORY + W) / len(load_corpus(corpus).text)}  # what window and memory see of the whole text
     for g, ids in index.items():
         ids_t = torch.tensor(ids, dtype=torch.long)
         out[g] = {"characters": len(ids), "gain": float(gain[ids_t - 1].mean()) if ids else None,
