@@ -152,3 +152,39 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     rotated = torch.cat([-x2, x1], dim=-1)  # (..., T, head_dim): the 90° turn of every pair
     return x * cos + rotated * sin  # (..., T, head_dim)
 # --8<-- [end:rope]
+
+
+# --8<-- [start:swiglu_hidden]
+def swiglu_hidden(n_embd: int, multiple_of: int = 32) -> int:
+    """8/3 · n_embd, rounded up to a multiple of ``multiple_of`` as Llama does (it uses 256 at width 4096).
+
+    Three C×H matrices at H = 8/3 · C hold as many weights as a GELU MLP's two C×4C ones; rounding up to
+    a multiple of 32 keeps the widths SIMD-friendly at a small cost (352 rather than 341⅓ at n_embd 128).
+    """
+    return multiple_of * -(-(8 * n_embd) // (3 * multiple_of))
+# --8<-- [end:swiglu_hidden]
+
+
+# --8<-- [start:swiglu]
+class SwiGLU(nn.Module):
+    """W_2 (SiLU(x W_g) ⊙ x W_u): a gated MLP (Shazeer 2020), gate and up projections in one matmul."""
+
+    def __init__(self, n_embd: int, hidden: int, bias: bool = False):
+        super().__init__()
+        self.gate_up = nn.Linear(n_embd, 2 * hidden, bias=bias)  # W_g and W_u side by side
+        self.down = nn.Linear(hidden, n_embd, bias=bias)  # W_2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)  # (B, T, H) each
+        return self.down(F.silu(gate) * up)  # (B, T, C)
+# --8<-- [end:swiglu]
+
+
+# --8<-- [start:init_weights]
+def init_weights(module: nn.Module) -> None:
+    """nanoGPT's N(0, 0.02) for matrices and embeddings, zero biases (when there are any); norm gains stay at 1."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+# --8<-- [end:init_weights]

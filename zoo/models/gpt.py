@@ -7,7 +7,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.hooks import HookPoint, ResidualStream
-from zoo.nn import RMSNorm, apply_rope, check_transformer_sizes, rope_cache, sinusoidal_positions
+from zoo.nn import (
+    RMSNorm,
+    SwiGLU,
+    apply_rope,
+    check_transformer_sizes,
+    init_weights,
+    rope_cache,
+    sinusoidal_positions,
+    swiglu_hidden,
+)
 from zoo.registry import register
 
 
@@ -94,7 +103,7 @@ class GPT(nn.Module):
             self.register_buffer("rope_sin", sin, persistent=False)
         else:
             self.register_buffer("pe", sinusoidal_positions(config.block_size, C), persistent=False)  # (block_size, C)
-        self.apply(_init_weights)
+        self.apply(init_weights)
         if config.zero_init:
             for block in self.blocks:  # zero-init the projections that write into the residual stream
                 nn.init.zeros_(block.attn.proj.weight)
@@ -183,7 +192,7 @@ class Block(nn.Module):
         self.norm_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
         self.norm_2 = make_norm(config)
-        self.mlp = SwiGLU(config) if config.mlp == "swiglu" else ReluMLP(config)
+        self.mlp = SwiGLU(config.n_embd, config.mlp_hidden or swiglu_hidden(config.n_embd), config.bias) if config.mlp == "swiglu" else ReluMLP(config)
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None) -> torch.Tensor:
@@ -223,32 +232,8 @@ class CausalSelfAttention(nn.Module):
 # --8<-- [end:attention]
 
 
-# --8<-- [start:swiglu_hidden]
-def swiglu_hidden(n_embd: int, multiple_of: int = 32) -> int:
-    """8/3 · n_embd, rounded up to a multiple of ``multiple_of`` as Llama does (it uses 256 at width 4096).
-
-    Three C×H matrices at H = 8/3 · C hold as many weights as a GELU MLP's two C×4C ones; rounding up to
-    a multiple of 32 keeps the widths SIMD-friendly at a small cost (352 rather than 341⅓ at n_embd 128).
-    """
-    return multiple_of * -(-(8 * n_embd) // (3 * multiple_of))
-# --8<-- [end:swiglu_hidden]
 
 
-# --8<-- [start:mlp]
-class SwiGLU(nn.Module):
-    """W_2 (SiLU(x W_g) ⊙ x W_u): a gated MLP (Shazeer 2020), gate and up projections in one matmul."""
-
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        C = config.n_embd
-        H = config.mlp_hidden or swiglu_hidden(C)
-        self.gate_up = nn.Linear(C, 2 * H, bias=config.bias)  # W_g and W_u side by side
-        self.down = nn.Linear(H, C, bias=config.bias)  # W_2
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(x).chunk(2, dim=-1)  # (B, T, H) each
-        return self.down(F.silu(gate) * up)  # (B, T, C)
-# --8<-- [end:mlp]
 
 
 class ReluMLP(nn.Module):
@@ -270,13 +255,3 @@ def make_norm(config: GPTConfig) -> nn.Module:
     if config.norm == "rmsnorm":
         return RMSNorm(config.n_embd)
     return nn.LayerNorm(config.n_embd, bias=config.bias)
-
-
-# --8<-- [start:init_weights]
-def _init_weights(module: nn.Module) -> None:
-    """nanoGPT's N(0, 0.02) for matrices and embeddings, zero biases (when there are any); norm gains stay at 1."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
-# --8<-- [end:init_weights]

@@ -7,8 +7,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.hooks import HookPoint, ResidualStream
-from zoo.models.gpt import GPTConfig, SwiGLU, _init_weights
-from zoo.nn import RMSNorm, apply_rope, check_transformer_sizes, rope_cache
+from zoo.nn import (
+    RMSNorm,
+    SwiGLU,
+    apply_rope,
+    check_transformer_sizes,
+    init_weights,
+    rope_cache,
+    swiglu_hidden,
+)
 from zoo.registry import register
 
 
@@ -82,12 +89,10 @@ class MemoryGPT(nn.Module):
         self.config = config
         self.context_length = None  # the memory reaches back M + W tokens, and past chunks: treated as unbounded
         self.memory_index = config.memory_layer % config.n_layer
-        gpt = GPTConfig(vocab_size=config.vocab_size, block_size=config.block_size, n_layer=config.n_layer, n_head=config.n_head,
-                        n_embd=config.n_embd, mlp_hidden=config.mlp_hidden, dropout=config.dropout)
         C = config.n_embd
         self.wte = nn.Embedding(config.vocab_size, C)
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(gpt, config if i == self.memory_index else None) for i in range(config.n_layer))
+        self.blocks = nn.ModuleList(Block(config, memory=(i == self.memory_index)) for i in range(config.n_layer))
         self.resid = ResidualStream(config.n_layer)  # hook points resid.0 .. resid.N
         self.readout = HookPoint()
         self.norm_f = RMSNorm(C)
@@ -95,7 +100,7 @@ class MemoryGPT(nn.Module):
         cos, sin = rope_cache(2 * config.block_size, C // config.n_head, config.rope_base)  # (2W, head_dim): cache + chunk
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
-        self.apply(_init_weights)
+        self.apply(init_weights)
         for block in self.blocks:  # as gpt: every block starts as the identity
             nn.init.zeros_(block.attn.proj.weight)
             nn.init.zeros_(block.mlp.down.weight)
@@ -107,18 +112,6 @@ class MemoryGPT(nn.Module):
         h, d = self.config.n_head, self.config.n_embd // self.config.n_head
         empty = torch.zeros(B, h, 0, d, device=device, dtype=self.wte.weight.dtype)  # (B, h, 0, head_dim)
         return tuple((empty, empty) for _ in self.blocks), (empty, empty)
-
-    # --8<-- [start:forward]
-    def forward(self, idx: torch.Tensor, state=None):
-        B, T = idx.shape
-        if state is None:
-            state = self.initial_state(B, idx.device)  # start of a stream: nothing remembered
-        W = self.config.block_size
-        pieces = []
-        for lo in range(0, T, W):  # longer inputs in pieces of at most W: the same logits as one by one
-            logits, state = self.forward_piece(idx[:, lo:lo + W], state)
-            pieces.append(logits)
-        return torch.cat(pieces, dim=1), state  # (B, T, vocab_size), the state after the last token
 
     def forward_piece(self, idx: torch.Tensor, state):
         caches, memory = state
@@ -136,6 +129,18 @@ class MemoryGPT(nn.Module):
         """Append the keys and values that left the window, without gradient; keep the newest M (FIFO)."""
         M = self.config.memory_size
         return tuple(torch.cat([m, e.detach()], dim=2)[:, :, max(0, m.shape[2] + e.shape[2] - M):] for m, e in zip(memory, evicted))
+
+    # --8<-- [start:forward]
+    def forward(self, idx: torch.Tensor, state=None):
+        B, T = idx.shape
+        if state is None:
+            state = self.initial_state(B, idx.device)  # start of a stream: nothing remembered
+        W = self.config.block_size
+        pieces = []
+        for lo in range(0, T, W):  # longer inputs in pieces of at most W: the same logits as one by one
+            logits, state = self.forward_piece(idx[:, lo:lo + W], state)
+            pieces.append(logits)
+        return torch.cat(pieces, dim=1), state  # (B, T, vocab_size), the state after the last token
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         """The read-out: final norm, then the output projection. (B, T, C) -> (B, T, vocab_size)."""
@@ -164,12 +169,12 @@ class MemoryGPT(nn.Module):
 class Block(nn.Module):
     """gpt's pre-norm block, with windowed attention that carries a cache (and, in one block, a memory)."""
 
-    def __init__(self, config: GPTConfig, memory: MemoryGPTConfig | None):
+    def __init__(self, config: MemoryGPTConfig, memory: bool):
         super().__init__()
         self.norm_1 = RMSNorm(config.n_embd)
-        self.attn = WindowAttention(config) if memory is None else MemoryAttention(config, memory.memory_size, memory.memory_topk, memory.memory_gate)
+        self.attn = MemoryAttention(config) if memory else WindowAttention(config)
         self.norm_2 = RMSNorm(config.n_embd)
-        self.mlp = SwiGLU(config)
+        self.mlp = SwiGLU(config.n_embd, config.mlp_hidden or swiglu_hidden(config.n_embd))
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x, cache, memory, cos, sin):
@@ -183,7 +188,7 @@ class Block(nn.Module):
 class WindowAttention(nn.Module):
     """Causal attention over a sliding window of W positions, the last W−1 carried in a stop-gradient cache."""
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: MemoryGPTConfig):
         super().__init__()
         C = config.n_embd
         self.n_head, self.head_dim, self.window = config.n_head, C // config.n_head, config.block_size
@@ -227,10 +232,10 @@ class WindowAttention(nn.Module):
 class MemoryAttention(WindowAttention):
     """Windowed attention plus kNN attention into the memory, mixed per head by a learned gate (Wu et al. 2022)."""
 
-    def __init__(self, config: GPTConfig, memory_size: int, topk: int, gate: float = 0.0):
+    def __init__(self, config: MemoryGPTConfig):
         super().__init__(config)
-        self.memory_size, self.topk = memory_size, topk
-        self.gate = nn.Parameter(torch.full((config.n_head,), gate))  # b_h; g_h = σ(b_h), 1/2 at b_h = 0
+        self.memory_size, self.topk = config.memory_size, config.memory_topk
+        self.gate = nn.Parameter(torch.full((config.n_head,), config.memory_gate))  # b_h; g_h = σ(b_h), 1/2 at b_h = 0
 
     def forward(self, x, cache, memory, cos, sin):
         B, T, C = x.shape
