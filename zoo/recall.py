@@ -6,8 +6,8 @@ model could reach at every character is known exactly: the *oracle* (the generat
 remembers every passage) and the *memoryless* baseline (the same, but guessing each repeated letter
 uniformly). The difference sits in the repeats; ``split_queries`` says where they are.
 
-This module is self-contained (numpy and the standard library); ``zoo.data`` registers it as the corpus
-``recall:D``.
+This module needs only numpy, the standard library and ``zoo.splits`` (the split rule every run uses);
+``zoo.data`` registers it as the corpus ``recall:D``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from zoo.errors import ZooError
+from zoo.splits import split_bounds
 
 RECALL_PENDING = 8  # P: passages stated but not yet repeated, at every point after the preamble
 RECALL_NEWEST = 0.5  # s: the share of repeats that copy the passage stated last (near: what teaches copying)
@@ -27,7 +28,6 @@ RECALL_LENGTH = 400_000  # characters per generated text
 RECALL_SEED = 7  # the generator's fixed seed (combined with D): the same D always gives the same text
 RECALL_MIN_D, RECALL_MAX_D = 384, 2048  # D > 20P / (1 − s) keeps the repeat rate r below 1
 RECALL_ITEM = RECALL_LETTERS + 2  # characters per item: marker, letters, space
-SPLIT_FRACTIONS = (0.90, 0.05, 0.05)  # train, val, test: contiguous, in this order (as zoo.data.SPLIT_FRACTIONS)
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 ALPHABET = LETTERS + "=? "  # every character recall:D can contain
@@ -123,8 +123,7 @@ def recall_task(D: int) -> RecallTask:
     The text is 400,000 characters (40,000 items), generated from ``np.random.default_rng([7, D])``:
     deterministic, no download.
     """
-    if not (isinstance(D, int) and RECALL_MIN_D <= D <= RECALL_MAX_D):
-        raise ZooError(f"recall:D needs a whole-number mean distance {RECALL_MIN_D} <= D <= {RECALL_MAX_D}, got {D!r} (e.g. recall:512)")
+    parse_recall_argument(str(D))  # the corpus name's own check: a whole number in range, or one line
     P, L, r, s_newest = RECALL_PENDING, RECALL_LETTERS, query_rate(D), RECALL_NEWEST
     n_items = -(-RECALL_LENGTH // RECALL_ITEM)
     rng = np.random.default_rng([RECALL_SEED, D])
@@ -191,16 +190,15 @@ def recall_task(D: int) -> RecallTask:
 
 
 def _split_range(n: int, split_name: str) -> tuple[int, int]:
-    """[lo, hi) of a split of an n-character text: contiguous 90 / 5 / 5 %, as ``zoo.data.split_bounds``."""
-    n_train, n_val = int(n * SPLIT_FRACTIONS[0]), int(n * SPLIT_FRACTIONS[1])
-    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
+    """[lo, hi) of a split of an n-character text, as every run splits it (``zoo.splits``)."""
+    bounds = split_bounds(n)
     if split_name not in bounds:
         raise ZooError(f"unknown split {split_name!r} (train, val or test)")
     return bounds[split_name]
 
 
 def split_queries(D: int, split_name: str = "val") -> np.ndarray:
-    """The queries of ``recall:D`` whose value digit lies in a split, positions relative to the split's start.
+    """The repeats of ``recall:D`` whose first letter lies in a split, positions relative to the split's start.
 
     Shape (n, 4), the columns of ``RecallTask.queries``: the repeat's first letter, its passage's first
     letter (negative when the passage lies before the split: a model that starts reading at the split's start
@@ -218,7 +216,7 @@ def recall_bounds(D: int, split_name: str = "val") -> dict[str, float]:
 
     Averaged over the split's characters after its first (each predicted from everything before it, as in
     every evaluation), with the generating process's probabilities (see ``recall_task``). Also: ``queries``,
-    how many query answers lie in the split; ``answerable``, how many of those have their fact inside the
+    how many repeats begin in the split; ``answerable``, how many of those have their passage inside the
     split too (the others need text from before the split's start).
     """
     task = recall_task(D)
