@@ -201,6 +201,11 @@ class WindowAttention(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).unbind(2)  # (B, T, h, head_dim) each
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, h, T, head_dim) each, not rotated
 
+    def merge(self, y: torch.Tensor) -> torch.Tensor:
+        """The heads side by side again, through W_o: (B, h, T, head_dim) -> (B, T, C)."""
+        B, h, T, d = y.shape
+        return self.proj(y.transpose(1, 2).reshape(B, T, h * d))
+
     def local(self, q, k, v, cache, cos, sin):
         """Each query's W-position window: the cached keys (earlier chunks) then this chunk's, rotated by
         their place in that span. Returns the attention (B, h, T, head_dim), the new cache, and the keys and
@@ -221,10 +226,9 @@ class WindowAttention(nn.Module):
         return y, new_cache, (keys[:, :, :split], values[:, :, :split])  # (B, h, T, head_dim), cache, evicted
 
     def forward(self, x, cache, memory, cos, sin):
-        B, T, C = x.shape
         q, k, v = self.project(x)
         y, cache, evicted = self.local(q, k, v, cache, cos, sin)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C)), cache, evicted  # (B, T, C)
+        return self.merge(y), cache, evicted  # (B, T, C)
 # --8<-- [end:window]
 
 
@@ -238,12 +242,12 @@ class MemoryAttention(WindowAttention):
         self.gate = nn.Parameter(torch.full((config.n_head,), config.memory_gate))  # b_h; g_h = σ(b_h), 1/2 at b_h = 0
 
     def forward(self, x, cache, memory, cos, sin):
-        B, T, C = x.shape
+        B, T, _ = x.shape
         q, k, v = self.project(x)
         local, new_cache, evicted = self.local(q, k, v, cache, cos, sin)  # (B, h, T, head_dim)
         c, m = cache[0].shape[2], memory[0].shape[2]
         if self.memory_size == 0 or c + m == 0:  # no memory, or nothing has left the window yet: local attention alone
-            return self.proj(local.transpose(1, 2).reshape(B, T, C)), new_cache, evicted
+            return self.merge(local), new_cache, evicted
         # candidates: the memory (oldest first) then the cache; for query t (in-chunk index i), candidate j
         # (position s) is in memory iff W <= t − s < W + M, i.e. it left t's window but not the memory yet
         keys, values = torch.cat([memory[0], cache[0]], dim=2), torch.cat([memory[1], cache[1]], dim=2)  # (B, h, m+c, head_dim)
@@ -264,5 +268,5 @@ class MemoryAttention(WindowAttention):
         has_memory = valid.any(-1)[:, None]  # (T, 1): queries with at least one memory entry
         g = torch.sigmoid(self.gate)[:, None, None] * has_memory  # (h, T, 1): 0 where the memory is empty
         y = local + g * (from_memory - local)  # (B, h, T, head_dim): g·A_mem + (1−g)·A_local
-        return self.proj(y.transpose(1, 2).reshape(B, T, C)), new_cache, evicted
+        return self.merge(y), new_cache, evicted
 # --8<-- [end:memory]
