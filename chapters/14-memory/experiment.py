@@ -64,7 +64,7 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
 
     runs = {key: [zoo.load_run(d) for d in dirs] for key, dirs in run_dirs.items()}
     return {"recall": recall(runs), "shakespeare": shakespeare(runs, run_dirs),
-            "names": names(runs, load_splits(corpus)[1]["val"], corpus)}
+            "names": names(runs, load_splits(corpus)[1])}
 
 
 # ------------------------------------------------------------------------------------ the recall task
@@ -165,7 +165,7 @@ def speaker_lines(text: str):
     return [(m.start(1), m.end(1) + 1, m.group(1)) for m in re.finditer(r"(?:(?<=\n\n)|^)([A-Z][A-Za-z' ]*):\n", text)]
 
 
-def names(runs: dict, val, corpus: str) -> dict:
+def names(runs: dict, splits: dict) -> dict:
     """Per-character gain of memory-gpt (M = MEMORY) over the same rung with no memory (seed 0 each, both
     streamed), on the characters of speakers' names in the val split (the colon included, the first letter
     not: which speaker comes next is another question), grouped by how far back that name last began."""
@@ -173,6 +173,7 @@ def names(runs: dict, val, corpus: str) -> dict:
 
     from zoo.mixture import run_predictions
 
+    val = splits["val"]
     text = runs["memory"][0].tokenizer.decode(val)
     with_memory = -run_predictions(runs["memory"][0], val).gather(1, val[1:, None])[:, 0]  # (n-1,): nats of char p at p-1
     without = -run_predictions(runs["memory-0"][0], val).gather(1, val[1:, None])[:, 0]
@@ -188,10 +189,8 @@ def names(runs: dict, val, corpus: str) -> dict:
         index[group] += list(range(start + 1, end))  # characters after the first letter, through the colon
     named = set(i for ids in index.values() for i in ids)
     other = torch.tensor([p for p in range(1, len(text)) if p not in named])
-    from zoo.data import load_corpus
-
     out = {"W": W, "memory": MEMORY, "all": {"characters": len(gain), "gain": float(gain.mean())},
-           "memory_share": (MEMORY + W) / len(load_corpus(corpus).text)}  # what window and memory see of the whole text
+           "memory_share": (MEMORY + W) / sum(map(len, splits.values()))}  # what window and memory see of the whole text
     for g, ids in index.items():
         ids_t = torch.tensor(ids, dtype=torch.long)
         out[g] = {"characters": len(ids), "gain": float(gain[ids_t - 1].mean()) if ids else None,

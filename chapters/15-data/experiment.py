@@ -67,7 +67,10 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
     runs = {key: [_metrics(d) for d in dirs] for key, dirs in run_dirs.items()}
     clean = _val(runs["clean"])
     table = noise_table(runs, clean)
-    vocab_size = _vocab_size(corpus)
+    from zoo.data import load_splits
+
+    tokenizer, splits = load_splits(corpus)  # once: the vocabulary here, the training split for selection_cost
+    vocab_size = tokenizer.vocab_size
     for k, rows in table.items():  # the training loss each run saw at its end, on its own (noisy) batches
         for row in rows.values():
             row["train_loss"] = _final_train_loss(run_dirs[f"{k}-{pct(row['p'])}"][0])
@@ -77,16 +80,10 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
         row["train_floor"] = row["changed_share"] * math.log(vocab_size)
     return {"steps": STEPS, "vocab_size": vocab_size, "ln_vocab": math.log(vocab_size),
             "reference": {"val": clean, "train_loss": _final_train_loss(run_dirs["clean"][0])}, "noise": table,
-            "long": long_runs(run_dirs, runs), "selection": selection(runs, clean), "selection_cost": selection_cost(corpus)}
+            "long": long_runs(run_dirs, runs), "selection": selection(runs, clean), "selection_cost": selection_cost(tokenizer, splits["train"])}
 
 
-def _vocab_size(corpus: str) -> int:
-    from zoo.data import load_splits
-
-    return load_splits(corpus)[0].vocab_size
-
-
-def selection_cost(corpus: str) -> dict:
+def selection_cost(tokenizer, train) -> dict:
     """What ``--data.select ngram:5`` costs before training starts: the seconds to count the 5-gram on the
     (25 % random) training split and score every window, measured once here, on one thread."""
     import time
@@ -94,17 +91,15 @@ def selection_cost(corpus: str) -> dict:
     import torch
 
     from zoo.corruption import corrupt
-    from zoo.data import load_splits
     from zoo.selection import select
 
-    tokenizer, splits = load_splits(corpus)
     block = 128
-    noisy, _ = corrupt(splits["train"], tokenizer.vocab, "random", 0.25, block, seed=0)
+    noisy, _ = corrupt(train, tokenizer.vocab, "random", 0.25, block, seed=0)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         t0 = time.perf_counter()
-        _, report = select(noisy, tokenizer.vocab_size, SELECT_RULE, 0.25, block, changed=noisy != splits["train"])
+        _, report = select(noisy, tokenizer.vocab_size, SELECT_RULE, 0.25, block, changed=noisy != train)
         seconds = time.perf_counter() - t0
     finally:
         torch.set_num_threads(threads)
