@@ -44,8 +44,6 @@ RUNS = [
             overrides={"model": {"memory_size": 0}}),
     RunSpec("memory-gpt", name=f"memory-{SMALL}", label=f"memory-gpt, M = {SMALL}", seeds=(0,), leaderboard=False,
             overrides={"model": {"memory_size": SMALL}}),
-    RunSpec("memory-gpt", name="memory-closed", label=f"memory-gpt, M = {MEMORY:,}, gate closed at first", seeds=(0,),
-            leaderboard=False, overrides={"model": {"memory_gate": CLOSED}}),
     recall_run("recall-gpt", "gpt", "gpt", COPY),
     recall_run("recall-gpt-book", "gpt", "gpt, the book's recipe", {}),
     recall_run("recall-lstm", "lstm", "lstm", {}),  # its book preset: untied, lr 3e-3, no weight decay already
@@ -142,8 +140,7 @@ def shakespeare(runs: dict, run_dirs: dict) -> dict:
         return {"val": stats([m["val"]["bpc"] for m in ms]), "test": stats([m["test"]["bpc"] for m in ms]),
                 "tokens_per_s": stats([m["tokens_per_s"] for m in ms])}
 
-    out = {key: summary(key) for key in ("gpt", "memory", "memory-0", f"memory-{SMALL}", "memory-closed")}
-    out["closed_gates"] = gate(runs["memory-closed"][0].model)
+    out = {key: summary(key) for key in ("gpt", "memory", "memory-0", f"memory-{SMALL}")}
     out["gates"] = [gate(r.model) for r in runs["memory"]]
     out["gate_mean"] = sum(sum(g) / len(g) for g in out["gates"]) / len(out["gates"])
     gpt, memory = out["gpt"], out["memory"]

@@ -253,18 +253,17 @@ class MemoryAttention(WindowAttention):
         keys, values = torch.cat([memory[0], cache[0]], dim=2), torch.cat([memory[1], cache[1]], dim=2)  # (B, h, m+c, head_dim)
         age = torch.arange(c, c + T, device=x.device)[:, None] + (m - torch.arange(m + c, device=x.device))  # (T, m+c): t − s
         valid = (age >= self.window) & (age < self.window + self.memory_size)  # (T, m+c)
+        scores = q @ keys.transpose(-1, -2)  # (B, h, T, m+c): un-rotated q · stored k, every candidate, gradient to q only
         with torch.no_grad():  # the search: which k entries each query reads (no gradient flows through a choice)
-            scores = q @ keys.transpose(-1, -2)  # (B, h, T, m+c): un-rotated q · stored k, every candidate
-            scores = scores.masked_fill(~valid, float("-inf"))
-            index = scores.topk(min(self.topk, m + c), dim=-1).indices  # (B, h, T, k): the k nearest (exact search)
+            index = scores.masked_fill(~valid, float("-inf")).topk(min(self.topk, m + c), dim=-1).indices  # (B, h, T, k): exact
             picked = valid.expand(B, self.n_head, T, m + c).gather(-1, index)  # (B, h, T, k): False where fewer than k are valid
-        gather = index[..., None].expand(*index.shape, self.head_dim)  # (B, h, T, k, head_dim)
-        chosen_k = keys[:, :, None].expand(B, self.n_head, T, m + c, self.head_dim).gather(3, gather)  # (B, h, T, k, head_dim)
-        chosen_v = values[:, :, None].expand(B, self.n_head, T, m + c, self.head_dim).gather(3, gather)  # (B, h, T, k, head_dim)
-        top = (q[..., None, :] * chosen_k).sum(-1) * self.head_dim**-0.5  # (B, h, T, k): the chosen scores, with gradient to q
+        top = scores.gather(-1, index) * self.head_dim**-0.5  # (B, h, T, k): the chosen scores
         # an invalid pick (fewer than k valid) gets weight exactly 0; finite fill, so no NaN where none is valid
         weights = top.masked_fill(~picked, torch.finfo(top.dtype).min).softmax(-1) * picked  # (B, h, T, k)
-        from_memory = (weights[..., None] * chosen_v).sum(-2)  # (B, h, T, head_dim)
+        # A_mem = Σ_j softmax(s)_j v_j as one matmul: the k weights put back in their candidates' columns, 0 elsewhere
+        # (cheaper than gathering k keys and values for every query)
+        spread = torch.zeros_like(scores).scatter_(-1, index, weights.to(scores.dtype))  # (B, h, T, m+c)
+        from_memory = spread @ values  # (B, h, T, head_dim)
         has_memory = valid.any(-1)[:, None]  # (T, 1): queries with at least one memory entry
         g = torch.sigmoid(self.gate)[:, None, None] * has_memory  # (h, T, 1): 0 where the memory is empty
         y = local + g * (from_memory - local)  # (B, h, T, head_dim): g·A_mem + (1−g)·A_local
