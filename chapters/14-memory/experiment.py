@@ -149,6 +149,15 @@ def shakespeare(runs: dict, run_dirs: dict) -> dict:
         spread = max(gpt[split]["std"], memory[split]["std"])
         out[f"{split}_change"] = diff
         out[f"{split}_change_in_spreads"] = diff / spread if spread else None
+    # the memory against the same rung without one (what the memory itself changes), in the memory runs' spread
+    without = out["memory-0"]["val"]["mean"]
+    out["memory_minus_0"] = memory["val"]["mean"] - without
+    out[f"memory_{SMALL}_minus_0"] = out[f"memory-{SMALL}"]["val"]["mean"] - without
+    seed_vals = [run_metrics(d)["val"]["bpc"] for d in run_dirs["memory"]]
+    out["seed0_val"] = seed_vals[0]  # the seed the speaker-name comparison uses
+    out["seed0_rank"] = sorted(seed_vals).index(seed_vals[0]) + 1  # 1: the best of the three
+    out["gate_min"] = min(min(g) for g in out["gates"])
+    out["gate_max"] = max(max(g) for g in out["gates"])
     out["speed_ratio"] = memory["tokens_per_s"]["mean"] / gpt["tokens_per_s"]["mean"]
     out["speed_ratio_0"] = out["memory-0"]["tokens_per_s"]["mean"] / gpt["tokens_per_s"]["mean"]
     return out
