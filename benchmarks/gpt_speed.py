@@ -2,12 +2,13 @@
 
     python benchmarks/gpt_speed.py [--preset nanogpt-cpu] [--steps 10] [--rounds 5] [--variants a,b,...]
                                    [--threads N] [--profile] [--json]
-    python benchmarks/gpt_speed.py --nanogpt PATH [--nanogpt-steps 300] [--rounds 5] [--json]
+    python benchmarks/gpt_speed.py --nanogpt PATH [--nanogpt-steps 300] [--rounds 5] [--zoo-args "..."] [--json]
 
 The second form is the end-to-end comparison: zoo's default `zoo train gpt --preset nanogpt-cpu` against
 nanoGPT's own train.py at the same size, from a nanoGPT checkout you point at (git clone
 https://github.com/karpathy/nanoGPT; prepare its shakespeare_char data once), alternating runs in one
-process and printing the median of the per-round ratios.
+process and printing the median of the per-round ratios. ``--zoo-args "--optim.fused true"`` adds options to
+zoo's side, to see what a setting would buy before it becomes a default.
 
 A benchmark, not a test. Each variant is a way of running the same training step (forward, cross-entropy,
 backward, gradient clipping, AdamW step) on the same model; the variants run round-robin, ``--steps``
@@ -200,13 +201,13 @@ def nanogpt_tokens_per_s(checkout: Path, steps: int, skip: int = 5) -> float:
     return NANOGPT_BATCH * NANOGPT_WINDOW * len(times) / (sum(times) / 1000)
 
 
-def zoo_tokens_per_s(steps: int, corpus: str) -> float:
+def zoo_tokens_per_s(steps: int, corpus: str, extra: list[str] = ()) -> float:
     """`zoo train gpt --preset nanogpt-cpu` with zoo's defaults: tokens/s as the run's metrics.json reports it
     (every training step, its own start-up included; validation excluded)."""
     out_dir = Path(tempfile.mkdtemp(prefix="zoo-bench-")) / "run"
     try:
         done = subprocess.run([sys.executable, "-m", "zoo", "train", "gpt", "--preset", "nanogpt-cpu", "--data", corpus,
-                               "--trainer.max_steps", str(steps), "--trainer.val_every", str(steps), "--out", str(out_dir)],
+                               "--trainer.max_steps", str(steps), "--trainer.val_every", str(steps), "--out", str(out_dir), *extra],
                               capture_output=True, text=True, timeout=3600, cwd=Path(__file__).resolve().parents[1])
         if done.returncode != 0:
             sys.exit(f"zoo train failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -215,7 +216,7 @@ def zoo_tokens_per_s(steps: int, corpus: str) -> float:
         shutil.rmtree(out_dir.parent, ignore_errors=True)
 
 
-def versus_nanogpt(checkout: Path, steps: int, rounds: int, corpus: str, as_json: bool) -> None:
+def versus_nanogpt(checkout: Path, steps: int, rounds: int, corpus: str, as_json: bool, extra: list[str] = ()) -> None:
     """zoo's default `zoo train` against nanoGPT's train.py at the same size, A B A B in one run: the median
     of the per-round ratios (and their range), since only ratios taken side by side survive a shared machine."""
     if not (checkout / "train.py").is_file() or not (checkout / "config" / "train_shakespeare_char.py").is_file():
@@ -227,17 +228,17 @@ def versus_nanogpt(checkout: Path, steps: int, rounds: int, corpus: str, as_json
     zoo_rates, nano_rates = [], []
     for _ in range(rounds):
         nano_rates.append(nanogpt_tokens_per_s(checkout, steps))
-        zoo_rates.append(zoo_tokens_per_s(steps, corpus))
+        zoo_rates.append(zoo_tokens_per_s(steps, corpus, extra))
     ratios = [z / n for z, n in zip(zoo_rates, nano_rates)]
     result = {"steps": steps, "rounds": rounds, "zoo_tokens_per_s": zoo_rates, "nanogpt_tokens_per_s": nano_rates,
               "ratios": ratios, "median_ratio": statistics.median(ratios), "torch": torch.__version__,
-              "threads": torch.get_num_threads()}
+              "threads": torch.get_num_threads(), "zoo_args": list(extra)}
     if as_json:
         print(json.dumps(result))
         return
     print(f"gpt @ nanogpt-cpu, {steps} steps a run, {rounds} rounds (nanoGPT, zoo, nanoGPT, zoo, ...), torch {torch.__version__}")
     print(f"nanoGPT train.py (--device=cpu --compile=False): median {statistics.median(nano_rates):,.0f} tokens/s")
-    print(f"zoo train gpt --preset nanogpt-cpu (defaults):    median {statistics.median(zoo_rates):,.0f} tokens/s")
+    print(f"zoo train gpt --preset nanogpt-cpu {' '.join(extra) or '(defaults)'}: median {statistics.median(zoo_rates):,.0f} tokens/s")
     print(f"zoo / nanoGPT: median {statistics.median(ratios):.2f}x (per round: {', '.join(f'{r:.2f}' for r in ratios)})")
 
 
@@ -255,9 +256,10 @@ def main() -> None:
                     help="instead: zoo's default `zoo train` against nanoGPT's train.py from the checkout at PATH")
     ap.add_argument("--nanogpt-steps", type=int, default=300, help="training steps of each run in --nanogpt mode")
     ap.add_argument("--corpus", default="tinyshakespeare", help="zoo's corpus in --nanogpt mode")
+    ap.add_argument("--zoo-args", default="", help="extra `zoo train` options in --nanogpt mode (default: none, zoo's defaults)")
     args = ap.parse_args()
     if args.nanogpt is not None:
-        return versus_nanogpt(args.nanogpt.resolve(), args.nanogpt_steps, args.rounds, args.corpus, args.json)
+        return versus_nanogpt(args.nanogpt.resolve(), args.nanogpt_steps, args.rounds, args.corpus, args.json, args.zoo_args.split())
     global DEFAULT_THREADS
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,4 +1,5 @@
 import copy
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -52,6 +53,36 @@ def test_fused_adamw_is_an_option_with_the_same_update():
         results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert not torch.equal(results[0], torch.cat([p.detach().flatten() for p in base.parameters()]))
     torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_fused_optimiser_trains_with_gradient_clipping(tmp_path, tiny_corpus, one_thread):
+    """--optim.fused with the default grad_clip used to stop at the first step (Lightning's clip_gradients refuses
+    a fused optimiser); the clip is torch's own now, and it still clips: a tiny max norm changes the run."""
+    def run(name, clip):
+        config = zoo.make_config("gpt", "quick", overrides={
+            "data": {"corpus": str(tiny_corpus), "block_size": 16, "batch_size": 4},
+            "optim": {"fused": True, "grad_clip": clip},
+            "trainer": {"max_steps": 6, "val_every": 6, "val_batches": 1, "progress_bar": False}})
+        return zoo.train(config, tmp_path / name, quiet=True)["val"]["nats"]
+
+    clipped, barely = run("clip", 1.0), run("tiny-clip", 1e-4)
+    assert math.isfinite(clipped) and math.isfinite(barely) and clipped != barely
+
+
+def test_the_training_loss_is_logged_at_the_log_cadence_and_shown_every_step(tmp_path, tiny_corpus, one_thread, capsys):
+    """metrics.csv gets train_loss and lr on the steps Lightning writes (every log_every_n_steps = min(50,
+    val_every)), not a self.log call every step; the progress lines still show the latest step's loss."""
+    import csv
+
+    config = zoo.make_config("gpt", "quick", overrides={
+        "data": {"corpus": str(tiny_corpus), "block_size": 16, "batch_size": 4},
+        "trainer": {"max_steps": 25, "val_every": 10, "val_batches": 1}})
+    zoo.train(config, tmp_path / "run")
+    rows = list(csv.DictReader((tmp_path / "run" / "logs" / "version_0" / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows if r["train_loss"]] == [9, 19] == [int(r["step"]) for r in rows if r["lr"]]
+    shown = [int(line.split("step ")[1].split("/")[0]) for line in capsys.readouterr().out.splitlines() if "train loss" in line]
+    assert shown == [3, 6, 9, 12, 15, 18, 21, 24, 25]  # a line every ceil(25/10) steps, each with its own step's loss
+
 
 def test_detach_state_keeps_values_and_cuts_the_graph():
     h = torch.ones(2, 3, requires_grad=True) * 2

@@ -111,6 +111,12 @@ class StepProgressBar(TQDMProgressBar):
         self.train_progress_bar.n = trainer.global_step
         self.train_progress_bar.set_description(trainer.lightning_module.meta.get("rung", "train"))
 
+    def get_metrics(self, trainer, pl_module):
+        """The logged metrics, with this step's training loss (the logs get it every log_every_n_steps only)."""
+        metrics = super().get_metrics(trainer, pl_module)
+        loss = getattr(pl_module, "last_train_loss", None)
+        return metrics if loss is None else {**metrics, "train_loss": f"{float(loss):.3f}"}
+
 
 class LineProgress(ProgressBar):
     """Progress as plain lines, for output that is not a terminal (a log file, CI, ``nohup``): one line every
@@ -139,7 +145,7 @@ class LineProgress(ProgressBar):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step, every = trainer.global_step, max(1, math.ceil(trainer.max_steps / self.LINES))
         if step % every == 0 or step == trainer.max_steps:
-            loss = trainer.callback_metrics.get("train_loss")
+            loss = getattr(pl_module, "last_train_loss", None)
             self._say(trainer, (f"train loss {float(loss):.3f}  " if loss is not None else "") + f"{time.perf_counter() - self._start:.1f} s")
 
     def on_validation_end(self, trainer, pl_module):
