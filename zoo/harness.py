@@ -79,9 +79,14 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 class LanguageModel(L.LightningModule):
     """Wraps a rung: ``model(idx) -> logits`` (or ``model(idx, state) -> (logits, state)`` if stateful)."""
 
-    def __init__(self, model: torch.nn.Module, optim: OptimConfig, max_steps: int, seed: int = 0, meta: dict | None = None):
+    def __init__(self, model: torch.nn.Module, optim: OptimConfig, max_steps: int, seed: int = 0, meta: dict | None = None,
+                 compile: bool = False):
         super().__init__()
         self.model = model
+        # the training steps' forward compiled by torch.compile when asked: a function, not a module, so the
+        # state_dict keeps its keys; validation and scoring stay eager (other shapes, no gradient: a compiled
+        # graph each, for a handful of calls)
+        self.compiled_forward = torch.compile(model.forward) if compile else None
         self.optim = optim
         self.max_steps, self.seed = max_steps, seed
         self.meta = meta or {}  # rung, vocabulary and run config: travels in every checkpoint
@@ -116,7 +121,8 @@ class LanguageModel(L.LightningModule):
             state = None if bool(reset) else self.state
         else:
             (x, y), state = batch, None
-        logits, state = self(x, state)  # (B, T, V)
+        model = self.compiled_forward or self.model
+        logits, state = model(x, state) if self.stateful else (model(x), None)  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), label_smoothing=self.optim.label_smoothing)
         if not torch.isfinite(loss):
             raise Diverged(f"loss became {loss.item()} at step {self.global_step}; try a lower --optim.lr (now {self.optim.lr:g}) or a smaller --optim.grad_clip")

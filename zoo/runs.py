@@ -383,6 +383,29 @@ def resolve(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, optim=dataclasses.replace(config.optim, lr=float(rule(model_config, config.optim))))
 
 
+COMPILE_MODES = ("off", "on")  # an "auto" waits for a per-rung measurement: compiled, vaswani's steps were slower
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler torch.compile's CPU backend (Inductor) would build its kernels with, if there is one."""
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def compiles(config: RunConfig) -> bool:
+    """Whether a run compiles its training forward (--trainer.compile on); on a CPU without a C++ compiler,
+    "on" is refused in one line."""
+    if config.trainer.compile != "on":
+        return False
+    on_cpu = config.trainer.accelerator == "cpu" or not torch.cuda.is_available()
+    if on_cpu and cxx_compiler() is None:
+        raise ZooError("--trainer.compile on needs a C++ compiler on a CPU (none of $CXX, c++, g++, clang++ was found); "
+                       "install one or use --trainer.compile off")
+    return True
+
+
 def _meta(config: RunConfig, data: TextDataModule) -> dict:
     return {"rung": config.rung, "vocab": data.tokenizer.vocab, "config": config.to_dict()}
 
@@ -403,6 +426,8 @@ def check_config(config: RunConfig) -> None:
         raise ZooError("--trainer.val_every must be >= 1, val_batches, checkpoint_every and keep_every >= 0")
     if o.optimizer not in OPTIMIZERS:
         raise ZooError(f"unknown optimizer {o.optimizer!r} (valid: {', '.join(OPTIMIZERS)})")
+    if t.compile not in COMPILE_MODES:
+        raise ZooError(f"--trainer.compile must be one of {', '.join(COMPILE_MODES)} (got {t.compile!r})")
     lr_factor(o.schedule, 1, o.warmup_steps, t.max_steps, o.min_lr_ratio)  # names the valid schedules
     if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
         raise ZooError(f"--optim.betas must be two numbers in [0, 1) (got {o.betas})")
@@ -507,7 +532,7 @@ def _make_run_dir(out: Path) -> None:
 # make the checkpoint continue a different run than its config.yaml describes, so it is refused. A larger
 # max_steps re-stretches the cosine schedule from the step reached (the lr is continuous only at max_steps).
 RESUME_MAY_CHANGE = ("trainer.max_steps", "trainer.val_every", "trainer.val_batches", "trainer.checkpoint_every", "trainer.keep_every",
-                     "trainer.progress_bar", "trainer.threads", "trainer.accelerator", "trainer.logger")
+                     "trainer.progress_bar", "trainer.threads", "trainer.accelerator", "trainer.logger", "trainer.compile")
 
 
 def _settings(config: dict) -> dict:
@@ -595,6 +620,7 @@ def train(config: RunConfig, out: str | os.PathLike, resume: bool = False, callb
             data, model = prepare(config, tokenizer)
             info = registry.get(config.rung)
             _require_causal(config, model, data.vocab_size)
+            compiles(config)  # refuse --trainer.compile on without a compiler before the run directory exists
             clock = TrainClock()
             trainer = _make_trainer(config, out, [clock, interrupts, *callbacks], quiet) if info.trainable else None
             # every setting has been checked: from here on the run directory changes
@@ -696,11 +722,14 @@ def _make_trainer(config, out, callbacks, quiet):
 
 def _fit(config, data, model, out, from_checkpoint, trainer):
     t = config.trainer
-    module = LanguageModel(model, config.optim, t.max_steps, config.seed, meta=_meta(config, data))
+    module = LanguageModel(model, config.optim, t.max_steps, config.seed, meta=_meta(config, data), compile=compiles(config))
     try:
         trainer.fit(module, datamodule=data, ckpt_path=str(out / CHECKPOINT) if from_checkpoint else None, weights_only=True)
     except SIGTERMException:  # Lightning ends fit with SystemExit(None), i.e. exit 0, after Interrupts saved the step
         raise Interrupted("interrupted", signal.SIGTERM) from None
+    except torch._dynamo.exc.BackendCompilerFailed as e:  # only with --trainer.compile: Inductor could not build a kernel
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise ZooError(f"torch.compile failed ({first}); train with --trainer.compile off") from None
     return config.data.batch_size * trainer.world_size
 
 

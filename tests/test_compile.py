@@ -1,0 +1,57 @@
+"""--trainer.compile: torch.compile of a run's model — when it happens, what it refuses, and that it changes nothing
+but speed (the same parameters, checkpoint keys and, up to float rounding, the same training)."""
+
+import math
+
+import pytest
+import torch
+from conftest import cli, one_line
+
+import zoo
+from zoo import runs
+from zoo.errors import ZooError
+
+
+def config(corpus, compile="off", steps=4, rung="gpt"):
+    return zoo.make_config(rung, "quick", overrides={
+        "data": {"corpus": str(corpus), "block_size": 16, "batch_size": 4},
+        "trainer": {"max_steps": steps, "val_every": steps, "val_batches": 1, "progress_bar": False, "compile": compile}})
+
+
+def test_only_on_compiles_and_on_needs_a_compiler(tiny_corpus, monkeypatch):
+    monkeypatch.setattr(runs, "cxx_compiler", lambda: "/usr/bin/c++")
+    assert not runs.compiles(config(tiny_corpus, "off")) and runs.compiles(config(tiny_corpus, "on"))
+    monkeypatch.setattr(runs, "cxx_compiler", lambda: None)
+    assert not runs.compiles(config(tiny_corpus, "off"))
+    with pytest.raises(ZooError, match="needs a C\\+\\+ compiler"):
+        runs.compiles(config(tiny_corpus, "on"))
+
+
+def test_bad_compile_settings_are_one_line_and_write_nothing(tmp_path, tiny_corpus, capsys, monkeypatch):
+    out = tmp_path / "run"
+    code, _, err = cli(capsys, "train", "gpt", "--preset", "quick", "--data", tiny_corpus, "--trainer.compile", "fast", "--out", out)
+    one_line(code, err, "--trainer.compile must be one of off, on", "'fast'")
+    assert not out.exists()
+    monkeypatch.setattr(runs, "cxx_compiler", lambda: None)
+    code, _, err = cli(capsys, "train", "gpt", "--preset", "quick", "--data", tiny_corpus, "--trainer.compile", "on", "--out", out)
+    one_line(code, err, "needs a C++ compiler", "--trainer.compile off")
+    assert not out.exists()
+
+
+@pytest.mark.skipif(runs.cxx_compiler() is None, reason="torch.compile on a CPU needs a C++ compiler")
+def test_a_compiled_run_trains_the_same_model(tmp_path, tiny_corpus, one_thread):
+    """Compiled and eager runs of one config: the same parameter names (a checkpoint loads either way), and
+    after a few steps the same weights up to the rounding of Inductor's fused kernels."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    eager = zoo.train(config(tiny_corpus, "off"), tmp_path / "eager", quiet=True)
+    assert counters["stats"]["unique_graphs"] == 0  # nothing compiled
+    compiled = zoo.train(config(tiny_corpus, "on"), tmp_path / "compiled", quiet=True)
+    assert counters["stats"]["unique_graphs"] >= 1  # the training forward was compiled
+    a, b = zoo.load_run(tmp_path / "eager").model.state_dict(), zoo.load_run(tmp_path / "compiled").model.state_dict()
+    assert a.keys() == b.keys() and not any("_orig_mod" in k for k in b)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=2e-2, atol=2e-3)
+    assert math.isclose(eager["val"]["nats"], compiled["val"]["nats"], rel_tol=1e-2)
