@@ -18,19 +18,30 @@ def config(corpus, compile="off", steps=4, rung="gpt"):
         "trainer": {"max_steps": steps, "val_every": steps, "val_batches": 1, "progress_bar": False, "compile": compile}})
 
 
-def test_only_on_compiles_and_on_needs_a_compiler(tiny_corpus, monkeypatch):
+def test_on_needs_a_compiler_and_auto_compiles_long_runs_of_rungs_that_pay(tiny_corpus, monkeypatch):
     monkeypatch.setattr(runs, "cxx_compiler", lambda: "/usr/bin/c++")
-    assert not runs.compiles(config(tiny_corpus, "off")) and runs.compiles(config(tiny_corpus, "on"))
+    assert not runs.compiles(config(tiny_corpus, "off", steps=5000)) and runs.compiles(config(tiny_corpus, "on"))
+    assert runs.compiles(config(tiny_corpus, "auto", steps=runs.COMPILE_MIN_STEPS))
+    assert not runs.compiles(config(tiny_corpus, "auto", steps=runs.COMPILE_MIN_STEPS - 1))  # would not pay back
+    assert not runs.compiles(config(tiny_corpus, "auto", steps=5000, rung="vaswani"))  # measured slower compiled
+    assert runs.compiles(config(tiny_corpus, "on", rung="vaswani"))  # but it may be asked for
     monkeypatch.setattr(runs, "cxx_compiler", lambda: None)
-    assert not runs.compiles(config(tiny_corpus, "off"))
+    assert not runs.compiles(config(tiny_corpus, "auto", steps=5000))  # no compiler: eager, without a word
     with pytest.raises(ZooError, match="needs a C\\+\\+ compiler"):
         runs.compiles(config(tiny_corpus, "on"))
+
+
+def test_only_gpt_declares_that_compiling_pays():
+    """compile_pays is a measured claim (issue 18): every rung that makes it must have been timed both ways."""
+    from zoo import registry
+
+    assert [name for name in registry.names() if registry.get(name).compile_pays] == ["gpt"]
 
 
 def test_bad_compile_settings_are_one_line_and_write_nothing(tmp_path, tiny_corpus, capsys, monkeypatch):
     out = tmp_path / "run"
     code, _, err = cli(capsys, "train", "gpt", "--preset", "quick", "--data", tiny_corpus, "--trainer.compile", "fast", "--out", out)
-    one_line(code, err, "--trainer.compile must be one of off, on", "'fast'")
+    one_line(code, err, "--trainer.compile must be one of off, on, auto", "'fast'")
     assert not out.exists()
     monkeypatch.setattr(runs, "cxx_compiler", lambda: None)
     code, _, err = cli(capsys, "train", "gpt", "--preset", "quick", "--data", tiny_corpus, "--trainer.compile", "on", "--out", out)

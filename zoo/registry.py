@@ -41,6 +41,11 @@ class RungInfo:
     def stateful(self) -> bool:
         return getattr(self.cls, "stateful", False)
 
+    @property
+    def compile_pays(self) -> bool:
+        """Whether ``--trainer.compile auto`` compiles this rung: a rung declares it where it was measured faster."""
+        return getattr(self.cls, "compile_pays", False)
+
     def preset(self, name: str) -> dict:
         """The preset's overrides, as a dict with the sections model/data/optim/trainer."""
         presets = self.cls.presets

@@ -383,7 +383,10 @@ def resolve(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, optim=dataclasses.replace(config.optim, lr=float(rule(model_config, config.optim))))
 
 
-COMPILE_MODES = ("off", "on")  # an "auto" waits for a per-rung measurement: compiled, vaswani's steps were slower
+COMPILE_MODES = ("off", "on", "auto")
+# "auto" compiles runs at least this long, of rungs that declare compile_pays: a first (uncached) compilation of
+# gpt at the book size took ~13 s and saved ~20 ms a step, so it pays after ~650 steps
+COMPILE_MIN_STEPS = 1000
 
 
 def cxx_compiler() -> str | None:
@@ -395,12 +398,17 @@ def cxx_compiler() -> str | None:
 
 
 def compiles(config: RunConfig) -> bool:
-    """Whether a run compiles its training forward (--trainer.compile on); on a CPU without a C++ compiler,
-    "on" is refused in one line."""
-    if config.trainer.compile != "on":
+    """Whether a run compiles its training forward: --trainer.compile on (refused in one line on a CPU without a
+    C++ compiler), off, or auto: on for a rung that declares ``compile_pays`` (measured faster compiled; others,
+    vaswani for one, were slower), in a run of at least COMPILE_MIN_STEPS steps, where a compiler is found."""
+    mode = config.trainer.compile
+    if mode == "off":
         return False
     on_cpu = config.trainer.accelerator == "cpu" or not torch.cuda.is_available()
-    if on_cpu and cxx_compiler() is None:
+    have_compiler = cxx_compiler() is not None or not on_cpu
+    if mode == "auto":
+        return have_compiler and registry.get(config.rung).compile_pays and config.trainer.max_steps >= COMPILE_MIN_STEPS
+    if not have_compiler:
         raise ZooError("--trainer.compile on needs a C++ compiler on a CPU (none of $CXX, c++, g++, clang++ was found); "
                        "install one or use --trainer.compile off")
     return True

@@ -73,6 +73,8 @@ class GPT(nn.Module):
     """
 
     Config = GPTConfig
+    # --trainer.compile auto compiles it: measured faster compiled on the development CPU (benchmarks/gpt_speed.py)
+    compile_pays = True
 
     def __init__(self, config: GPTConfig):
         super().__init__()
