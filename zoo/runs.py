@@ -392,8 +392,9 @@ COMPILE_MIN_STEPS = 1000
 def cxx_compiler() -> str | None:
     """The C++ compiler torch.compile's CPU backend (Inductor) would build its kernels with, if there is one."""
     for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
+        path = shutil.which(name) if name else None
+        if path:
+            return path
     return None
 
 
@@ -628,7 +629,7 @@ def train(config: RunConfig, out: str | os.PathLike, resume: bool = False, callb
             data, model = prepare(config, tokenizer)
             info = registry.get(config.rung)
             _require_causal(config, model, data.vocab_size)
-            compiles(config)  # refuse --trainer.compile on without a compiler before the run directory exists
+            compile_forward = compiles(config)  # before the run directory exists: "on" without a compiler is refused here
             clock = TrainClock()
             trainer = _make_trainer(config, out, [clock, interrupts, *callbacks], quiet) if info.trainable else None
             # every setting has been checked: from here on the run directory changes
@@ -641,7 +642,7 @@ def train(config: RunConfig, out: str | os.PathLike, resume: bool = False, callb
                 (out / CHECKPOINT).parent.mkdir(parents=True, exist_ok=True)
                 _write_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
             if info.trainable:
-                rows_per_step = _fit(config, data, model, out, saved is not None, trainer)
+                rows_per_step = _fit(config, data, model, out, saved is not None, trainer, compile_forward)
                 if interrupts.signum is not None:
                     raise Interrupted("interrupted", interrupts.signum)
                 if not trainer.is_global_zero:
@@ -724,20 +725,24 @@ def _make_trainer(config, out, callbacks, quiet):
             + ([progress_bar()] if t.progress_bar and not quiet else []),
         )
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise ZooError(f"--trainer settings refused by Lightning: {first}") from None
+        raise ZooError(f"--trainer settings refused by Lightning: {_first_line(e)}") from None
 
 
-def _fit(config, data, model, out, from_checkpoint, trainer):
+def _first_line(e: BaseException) -> str:
+    """An exception's message cut to its first line (its class name if it has none), for a one-line error."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else e.__class__.__name__
+
+
+def _fit(config, data, model, out, from_checkpoint, trainer, compile_forward=False):
     t = config.trainer
-    module = LanguageModel(model, config.optim, t.max_steps, config.seed, meta=_meta(config, data), compile=compiles(config))
+    module = LanguageModel(model, config.optim, t.max_steps, config.seed, meta=_meta(config, data), compile=compile_forward)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=str(out / CHECKPOINT) if from_checkpoint else None, weights_only=True)
     except SIGTERMException:  # Lightning ends fit with SystemExit(None), i.e. exit 0, after Interrupts saved the step
         raise Interrupted("interrupted", signal.SIGTERM) from None
     except torch._dynamo.exc.BackendCompilerFailed as e:  # only with --trainer.compile: Inductor could not build a kernel
-        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise ZooError(f"torch.compile failed ({first}); train with --trainer.compile off") from None
+        raise ZooError(f"torch.compile failed ({_first_line(e)}); train with --trainer.compile off") from None
     return config.data.batch_size * trainer.world_size
 
 
