@@ -135,12 +135,9 @@ def shakespeare(runs: dict, run_dirs: dict) -> dict:
     and the training speed of each (tokens/s of one core)."""
     from zoo.summary import stats
 
-    def summary(key):
-        ms = [run_metrics(d) for d in run_dirs[key]]
-        return {"val": stats([m["val"]["bpc"] for m in ms]), "test": stats([m["test"]["bpc"] for m in ms]),
-                "tokens_per_s": stats([m["tokens_per_s"] for m in ms])}
-
-    out = {key: summary(key) for key in ("gpt", "memory", "memory-0", f"memory-{SMALL}")}
+    metrics = {key: [run_metrics(d) for d in run_dirs[key]] for key in ("gpt", "memory", "memory-0", f"memory-{SMALL}")}
+    out = {key: {"val": stats([m["val"]["bpc"] for m in ms]), "test": stats([m["test"]["bpc"] for m in ms]),
+                 "tokens_per_s": stats([m["tokens_per_s"] for m in ms])} for key, ms in metrics.items()}
     out["gates"] = [gate(r.model) for r in runs["memory"]]
     out["gate_mean"] = sum(sum(g) / len(g) for g in out["gates"]) / len(out["gates"])
     gpt, memory = out["gpt"], out["memory"]
@@ -153,7 +150,7 @@ def shakespeare(runs: dict, run_dirs: dict) -> dict:
     without = out["memory-0"]["val"]["mean"]
     out["memory_minus_0"] = memory["val"]["mean"] - without
     out[f"memory_{SMALL}_minus_0"] = out[f"memory-{SMALL}"]["val"]["mean"] - without
-    seed_vals = [run_metrics(d)["val"]["bpc"] for d in run_dirs["memory"]]
+    seed_vals = [m["val"]["bpc"] for m in metrics["memory"]]
     out["seed0_val"] = seed_vals[0]  # the seed the speaker-name comparison uses
     out["seed0_rank"] = sorted(seed_vals).index(seed_vals[0]) + 1  # 1: the best of the three
     out["gate_min"] = min(min(g) for g in out["gates"])
