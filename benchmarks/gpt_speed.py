@@ -2,12 +2,14 @@
 
     python benchmarks/gpt_speed.py [--preset nanogpt-cpu] [--steps 10] [--rounds 5] [--variants a,b,...]
                                    [--threads N] [--profile] [--json]
-    python benchmarks/gpt_speed.py --nanogpt PATH [--nanogpt-steps 300] [--rounds 5] [--zoo-args "..."] [--json]
+    python benchmarks/gpt_speed.py --nanogpt PATH [--nanogpt-steps 2000] [--rounds 5] [--zoo-args "..."] [--json]
 
 The second form is the end-to-end comparison: zoo's default `zoo train gpt --preset nanogpt-cpu` against
 nanoGPT's own train.py at the same size, from a nanoGPT checkout you point at (git clone
 https://github.com/karpathy/nanoGPT; prepare its shakespeare_char data once), alternating runs in one
-process and printing the median of the per-round ratios. ``--zoo-args "--optim.fused true"`` adds options to
+process and printing the median of the per-round ratios, with zoo's val bpc and whether its run compiled. Both
+train nanoGPT's 2,000 steps by default (its README's laptop command), so start-up and zoo's compilation count
+at the length they would in use. ``--zoo-args "--optim.fused true"`` adds options to
 zoo's side, to see what a setting would buy before it becomes a default.
 
 A benchmark, not a test. Each variant is a way of running the same training step (forward, cross-entropy,
@@ -201,9 +203,9 @@ def nanogpt_tokens_per_s(checkout: Path, steps: int, skip: int = 5) -> float:
     return NANOGPT_BATCH * NANOGPT_WINDOW * len(times) / (sum(times) / 1000)
 
 
-def zoo_tokens_per_s(steps: int, corpus: str, extra: list[str] = ()) -> float:
-    """`zoo train gpt --preset nanogpt-cpu` with zoo's defaults: tokens/s as the run's metrics.json reports it
-    (every training step, its own start-up included; validation excluded)."""
+def zoo_run(steps: int, corpus: str, extra: list[str] = ()) -> dict:
+    """`zoo train gpt --preset nanogpt-cpu` with zoo's defaults: its metrics.json, whose tokens/s counts every
+    training step with its start-up and any compilation (validation excluded)."""
     out_dir = Path(tempfile.mkdtemp(prefix="zoo-bench-")) / "run"
     try:
         done = subprocess.run([sys.executable, "-m", "zoo", "train", "gpt", "--preset", "nanogpt-cpu", "--data", corpus,
@@ -211,7 +213,7 @@ def zoo_tokens_per_s(steps: int, corpus: str, extra: list[str] = ()) -> float:
                               capture_output=True, text=True, timeout=3600, cwd=Path(__file__).resolve().parents[1])
         if done.returncode != 0:
             sys.exit(f"zoo train failed: {done.stderr.strip().splitlines()[-1:]}")
-        return json.loads((out_dir / "metrics.json").read_text())["tokens_per_s"]
+        return json.loads((out_dir / "metrics.json").read_text())
     finally:
         shutil.rmtree(out_dir.parent, ignore_errors=True)
 
@@ -225,20 +227,25 @@ def versus_nanogpt(checkout: Path, steps: int, rounds: int, corpus: str, as_json
     if not (checkout / "data" / "shakespeare_char" / "train.bin").is_file():
         sys.exit(f"--nanogpt {checkout}: its data is not prepared; run `python data/shakespeare_char/prepare.py` there "
                  "(with $ZOO_DATA_DIR/tinyshakespeare.txt copied to data/shakespeare_char/input.txt, it downloads nothing)")
-    zoo_rates, nano_rates = [], []
+    zoo_runs, nano_rates = [], []
     for _ in range(rounds):
         nano_rates.append(nanogpt_tokens_per_s(checkout, steps))
-        zoo_rates.append(zoo_tokens_per_s(steps, corpus, extra))
+        zoo_runs.append(zoo_run(steps, corpus, extra))
+    zoo_rates = [m["tokens_per_s"] for m in zoo_runs]
     ratios = [z / n for z, n in zip(zoo_rates, nano_rates)]
     result = {"steps": steps, "rounds": rounds, "zoo_tokens_per_s": zoo_rates, "nanogpt_tokens_per_s": nano_rates,
               "ratios": ratios, "median_ratio": statistics.median(ratios), "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "zoo_args": list(extra)}
+              "threads": torch.get_num_threads(), "zoo_args": list(extra),
+              "zoo_val_bpc": [m["val"]["bpc"] for m in zoo_runs], "zoo_compiled": [m.get("compiled", False) for m in zoo_runs],
+              "zoo_device": zoo_runs[-1]["device"]}
     if as_json:
         print(json.dumps(result))
         return
     print(f"gpt @ nanogpt-cpu, {steps} steps a run, {rounds} rounds (nanoGPT, zoo, nanoGPT, zoo, ...), torch {torch.__version__}")
     print(f"nanoGPT train.py (--device=cpu --compile=False): median {statistics.median(nano_rates):,.0f} tokens/s")
-    print(f"zoo train gpt --preset nanogpt-cpu {' '.join(extra) or '(defaults)'}: median {statistics.median(zoo_rates):,.0f} tokens/s")
+    print(f"zoo train gpt --preset nanogpt-cpu {' '.join(extra) or '(defaults)'}: median {statistics.median(zoo_rates):,.0f} tokens/s "
+          f"({result['zoo_device']}; compiled: {', '.join(map(str, result['zoo_compiled']))}; "
+          f"val bpc {', '.join(f'{b:.4f}' for b in result['zoo_val_bpc'])})")
     print(f"zoo / nanoGPT: median {statistics.median(ratios):.2f}x (per round: {', '.join(f'{r:.2f}' for r in ratios)})")
 
 
@@ -254,7 +261,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--nanogpt", type=Path, default=None, metavar="PATH",
                     help="instead: zoo's default `zoo train` against nanoGPT's train.py from the checkout at PATH")
-    ap.add_argument("--nanogpt-steps", type=int, default=300, help="training steps of each run in --nanogpt mode")
+    ap.add_argument("--nanogpt-steps", type=int, default=2000, help="training steps of each run in --nanogpt mode (nanoGPT's max_iters)")
     ap.add_argument("--corpus", default="tinyshakespeare", help="zoo's corpus in --nanogpt mode")
     ap.add_argument("--zoo-args", default="", help="extra `zoo train` options in --nanogpt mode (default: none, zoo's defaults)")
     args = ap.parse_args()

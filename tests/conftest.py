@@ -16,6 +16,15 @@ def _find_shared_corpus():
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fixed_thread_count():
+    """The CLI's default picks torch threads by the machine's load (zoo.parallel.free_threads); a test that
+    compares runs must not depend on the load, so the suite (and every zoo it starts) keeps one fixed count,
+    torch's own default, through OMP_NUM_THREADS, which the CLI respects. tests/test_threads.py unsets it."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    yield
+
+
 def have_tinyshakespeare() -> bool:
     d = os.environ.get("ZOO_DATA_DIR") or (str(SHARED_DATA) if SHARED_DATA.is_dir() else "")
     return bool(d) and (Path(d) / "tinyshakespeare.txt").is_file()

@@ -9,6 +9,7 @@ from conftest import cli, one_line
 
 import zoo
 from zoo import runs
+from zoo.config import RunConfig
 from zoo.errors import ZooError
 
 
@@ -66,3 +67,9 @@ def test_a_compiled_run_trains_the_same_model(tmp_path, tiny_corpus, one_thread)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=2e-2, atol=2e-3)
     assert math.isclose(eager["val"]["nats"], compiled["val"]["nats"], rel_tol=1e-2)
+    assert (eager["compiled"], compiled["compiled"]) == (False, True)  # metrics.json says how each was trained
+
+
+def test_auto_is_the_default():
+    """What a user gets without asking: compiled where it was measured to pay, eager everywhere else."""
+    assert RunConfig(rung="gpt").trainer.compile == "auto"

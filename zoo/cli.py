@@ -24,6 +24,7 @@ says so in one line and exits with 130 or 143.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -165,11 +166,26 @@ def cmd_train(argv: list[str]) -> int:
         further = "; raise --trainer.max_steps to train it further" if registry.get(rung).trainable else ""
         print(f"{rung}: the run in {run_dir} is already finished ({finished['steps']} steps, val {finished['val']['bpc']:.4f} bpc){further}")
         return 0
-    metrics = train(config, run_dir, resume=bool(resume), quiet=quiet)
+    _use_free_cores(config.trainer.threads)
+    metrics = train(config, run_dir, resume=bool(resume), quiet=quiet)  # a resumed run takes the threads it started with
     if metrics:
         v = metrics["val"]
         print(f"{rung}: val {v['bpc']:.4f} bpc ({v['nats']:.4f} nats/char) after {metrics['steps']} steps — run in {run_dir}")
     return 0
+
+
+def _use_free_cores(threads: int) -> None:
+    """--trainer.threads 0 (the default), in a command that trains in its own process: one torch thread per core
+    that no other process keeps busy (zoo.parallel.free_threads), unless OMP_NUM_THREADS already says how many.
+    (The Python API leaves the caller's thread setting alone, and zoo book's processes keep one thread each.)"""
+    if threads == 0 and "OMP_NUM_THREADS" not in os.environ:
+        from zoo.parallel import free_threads
+
+        n = free_threads()
+        if n is not None:
+            import torch
+
+            torch.set_num_threads(n)
 
 
 def _prescan(argv: list[str]) -> dict:
@@ -558,6 +574,7 @@ def cmd_ladder(argv: list[str]) -> int:
         raise ZooError("--resume needs --out DIR (the ladder directory to continue)")
     trainer = _trainer_overrides(argv, args)
     out = Path(args.out) if args.out else _default_out(f"ladder-{args.preset}-{Path(corpus or DEFAULT_CORPUS).stem}")
+    _use_free_cores(args.trainer.threads)  # decided once, before the first rung: later ones would see this one's load
     board = run_ladder(rungs, args.preset, out, corpus=corpus, seed=args.seed, resume=args.resume,
                        trainer=trainer, quiet=args.quiet)
     print(board)
@@ -596,6 +613,8 @@ def cmd_sweep(argv: list[str]) -> int:
         raise ZooError("--resume needs --out DIR (the sweep directory to continue)")
     out = Path(args.out) if args.out else _default_out(f"sweep-{args.rung}")
     corpus = args.data.corpus if args.data else None
+    if args.jobs == 1:  # more jobs: each process keeps one thread
+        _use_free_cores(args.trainer.threads)
     rows = run_sweep(args.rung, grid, out, preset=args.preset, corpus=corpus, seeds=seeds, jobs=args.jobs,
                      trainer=_trainer_overrides(argv, args), resume=args.resume)
     print((out / "summary.md").read_text(encoding="utf-8") + f"\n({len(rows)} point(s); runs and summary.json in {out})")

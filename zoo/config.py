@@ -64,8 +64,8 @@ class TrainerConfig:
     precision: str = "auto"  # Lightning precision ("32-true", "bf16-mixed", ...); "auto": see zoo.runs.auto_precision
     progress_bar: bool = True
     threads: int = 0  # torch intra-op threads; 0 = torch's default. 1 is far faster on a busy shared CPU
-    compile: str = "off"  # "on": torch.compile each training step's forward (a C++ compiler on a CPU); "off": eager;
-    # "auto": on for the rungs that declare compile_pays, in runs of at least 1,000 steps (zoo.runs.compiles)
+    compile: str = "auto"  # "auto": torch.compile the training forward of a rung that declares compile_pays, in runs of
+    # at least 1,000 steps, where a C++ compiler is found (zoo.runs.compiles); "on": always; "off": eager
     logger: str = "csv"  # "csv" (logs/, what zoo and the book read) or "tensorboard" (csv and tensorboard/)
 
 

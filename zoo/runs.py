@@ -416,7 +416,8 @@ def compiles(config: RunConfig) -> bool:
 
 
 def _meta(config: RunConfig, data: TextDataModule) -> dict:
-    return {"rung": config.rung, "vocab": data.tokenizer.vocab, "config": config.to_dict()}
+    # threads: the count it trained with, which a resume with --trainer.threads 0 keeps (thread counts round differently)
+    return {"rung": config.rung, "vocab": data.tokenizer.vocab, "config": config.to_dict(), "threads": torch.get_num_threads()}
 
 
 def check_config(config: RunConfig) -> None:
@@ -621,6 +622,8 @@ def train(config: RunConfig, out: str | os.PathLike, resume: bool = False, callb
                 saved, finished = _resume_state(config, out)
                 if finished is not None:
                     return finished
+                if saved and config.trainer.threads == 0 and saved["zoo"].get("threads"):
+                    torch.set_num_threads(saved["zoo"]["threads"])  # the run goes on as it began: same rounding
                 tokenizer = CharTokenizer(saved["zoo"]["vocab"]) if saved else None
             else:
                 saved = tokenizer = None
@@ -656,7 +659,7 @@ def train(config: RunConfig, out: str | os.PathLike, resume: bool = False, callb
                 tokens_seen = steps * rows_per_step * config.data.block_size
             else:
                 steps, tokens_seen = _count(config, data, model, out, clock), len(data.splits["train"])
-            return finish(config, data, model, out, steps, tokens_seen, clock.train_s)
+            return finish(config, data, model, out, steps, tokens_seen, clock.train_s, compile_forward)
     except BaseException as e:
         removed = created and not (out / CHECKPOINT).is_file()
         if removed:  # nothing was saved: leave no directory that neither --out nor --resume would take
@@ -763,7 +766,8 @@ def _count(config, data, model, out, clock):
     return 1
 
 
-def finish(config: RunConfig, data: TextDataModule, model, out: Path, steps: int, tokens_seen: int, train_s: float) -> dict:
+def finish(config: RunConfig, data: TextDataModule, model, out: Path, steps: int, tokens_seen: int, train_s: float,
+           compiled: bool = False) -> dict:
     """Score val and test by the protocol, write samples.txt and metrics.json."""
     model = model.cpu() if config.trainer.accelerator == "cpu" else model
     block = config.data.block_size
@@ -784,6 +788,7 @@ def finish(config: RunConfig, data: TextDataModule, model, out: Path, steps: int
         "tokens_seen": tokens_seen,
         "wall_s": round(train_s, 3),
         "tokens_per_s": round(tokens_seen / train_s, 1) if train_s > 0 else None,
+        "compiled": compiled,  # whether the training forward ran under torch.compile (--trainer.compile decides)
         "seed": config.seed,
         "corpus": {"name": config.data.corpus, "sha256": data.corpus.sha256, "vocab_size": data.vocab_size},
         "splits": data.split_sizes(),
