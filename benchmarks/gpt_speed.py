@@ -237,7 +237,7 @@ def versus_nanogpt(checkout: Path, steps: int, rounds: int, corpus: str, as_json
               "ratios": ratios, "median_ratio": statistics.median(ratios), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "zoo_args": list(extra),
               "zoo_val_bpc": [m["val"]["bpc"] for m in zoo_runs], "zoo_compiled": [m.get("compiled", False) for m in zoo_runs],
-              "zoo_device": zoo_runs[-1]["device"]}
+              "zoo_device": zoo_runs[-1]["device"], "zoo_git_commit": zoo_runs[-1]["git_commit"]}
     if as_json:
         print(json.dumps(result))
         return
