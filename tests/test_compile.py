@@ -73,3 +73,24 @@ def test_a_compiled_run_trains_the_same_model(tmp_path, tiny_corpus, one_thread)
 def test_auto_is_the_default():
     """What a user gets without asking: compiled where it was measured to pay, eager everywhere else."""
     assert RunConfig(rung="gpt").trainer.compile == "auto"
+
+
+@pytest.mark.skipif(runs.cxx_compiler() is None, reason="torch.compile on a CPU needs a C++ compiler")
+def test_a_compiled_run_repeats_exactly_on_several_threads(tmp_path, tiny_corpus):
+    """Same seed, same numbers, compiled too: Inductor's multi-threaded kernels are made deterministic for the
+    fit (without that, the embedding's gradient was summed in a varying order on 2 threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = zoo.make_config("gpt", "quick", overrides={
+            "data": {"corpus": str(tiny_corpus), "block_size": 32, "batch_size": 16},
+            "trainer": {"max_steps": 30, "val_every": 30, "val_batches": 1, "progress_bar": False, "compile": "on"}})
+        states = []
+        for name in ("a", "b"):
+            zoo.train(cfg, tmp_path / name, quiet=True)
+            states.append(zoo.load_run(tmp_path / name).model.state_dict())
+    finally:
+        torch.set_num_threads(before)
+    assert not torch.are_deterministic_algorithms_enabled()  # restored after the fit
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]), key

@@ -740,12 +740,20 @@ def _first_line(e: BaseException) -> str:
 def _fit(config, data, model, out, from_checkpoint, trainer, compile_forward=False):
     t = config.trainer
     module = LanguageModel(model, config.optim, t.max_steps, config.seed, meta=_meta(config, data), compile=compile_forward)
+    # Inductor's multi-threaded CPU kernels otherwise accumulate some gradients (the embedding's) in an order that
+    # varies from run to run: the same seed gave val 2.6977-2.7083 bpc at 600 steps on 2 threads. Deterministic
+    # kernels gave one number, the one-thread number, at the same speed (issue 18's notes have the measurement).
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    if compile_forward:
+        torch.use_deterministic_algorithms(True)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=str(out / CHECKPOINT) if from_checkpoint else None, weights_only=True)
     except SIGTERMException:  # Lightning ends fit with SystemExit(None), i.e. exit 0, after Interrupts saved the step
         raise Interrupted("interrupted", signal.SIGTERM) from None
     except torch._dynamo.exc.BackendCompilerFailed as e:  # only with --trainer.compile: Inductor could not build a kernel
         raise ZooError(f"torch.compile failed ({_first_line(e)}); train with --trainer.compile off") from None
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
     return config.data.batch_size * trainer.world_size
 
 
