@@ -255,3 +255,26 @@ def test_llc_step_rule_sets_the_step_from_the_measured_top_eigenvalue(runs, caps
     c = __import__("json").loads(out)["llc"]
     assert c["top_eigenvalue"] > 0 and c["step_rule"] == 0.25 and c["nbeta"] == 50
     assert c["step"] == pytest.approx(0.25 / (50 * c["top_eigenvalue"] + c["localization"]))
+
+
+def test_chapter_13_measures_a_retrained_run_again(tmp_path):
+    """The chapter keeps each measurement under a fingerprint of its job; a run directory retrained in place
+    (the same path, other weights) must not be answered from the old weights' measurement."""
+    from zoo import book
+
+    cached = book.find_chapter("13").experiment().cached
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"first weights")
+    calls = []
+
+    def measure(missing):
+        calls.append([name for name, _, _ in missing])
+        return [{"measured": len(calls)} for _ in missing]
+
+    todo = [("rung/gpt", (run,), {"parts": ("hessian",), "between": None})]
+    assert cached(todo, tmp_path / "measurements", measure) == {"rung/gpt": {"measured": 1}}
+    assert cached(todo, tmp_path / "measurements", measure) == {"rung/gpt": {"measured": 1}}  # re-analysis: no new work
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"retrained weights")
+    assert cached(todo, tmp_path / "measurements", measure) == {"rung/gpt": {"measured": 2}}
+    assert calls == [["rung/gpt"], ["rung/gpt"]]

@@ -124,14 +124,22 @@ def analyse(run_dirs: dict, corpus: str) -> dict:
 def cached(todo: list, folder, compute) -> dict:
     """{name: report} of every job: read from ``folder`` where a job with the same arguments was measured
     before (so re-analysing the chapter does not measure again), computed by ``compute(missing)`` otherwise,
-    and saved there. A job's file names its arguments' fingerprint; other arguments mean a new measurement."""
+    and saved there. A job's file names its arguments' fingerprint; other arguments mean a new measurement,
+    and so does a run directory that holds other weights (a retrained run), since the fingerprint includes
+    the content of every run's final checkpoint."""
     import dataclasses
     import hashlib
     import json
+    from pathlib import Path
+
+    def weights(value) -> str | None:
+        checkpoint = Path(str(value)) / "checkpoints" / "last.ckpt"
+        return hashlib.sha256(checkpoint.read_bytes()).hexdigest() if checkpoint.is_file() else None
 
     def fingerprint(args, kwargs) -> str:
         plain = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in kwargs.items()}
-        return hashlib.sha256(json.dumps([list(map(str, args)), plain], sort_keys=True, default=str).encode()).hexdigest()[:16]
+        runs = [h for h in map(weights, [*args, *kwargs.values()]) if h]
+        return hashlib.sha256(json.dumps([list(map(str, args)), plain, runs], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     folder.mkdir(parents=True, exist_ok=True)
     path = {name: folder / f"{name.replace('/', '-')}-{fingerprint(a, k)}.json" for name, a, k in todo}
