@@ -46,9 +46,9 @@ def free_threads(interval: float = 0.2) -> int | None:
     """Torch threads for a run that did not ask for a number: one per usable core that no other process keeps
     busy, and at least one; None (keep torch's default) where the load cannot be read.
 
-    Measured on the 2-core development machine (issue 18; ``zoo train gpt --preset nanogpt-cpu``, tokens/s):
-    quiet, torch's default of 2 threads 24.8k and 1 thread 17.2k; beside one busy process, 2 threads 7.2k and
-    1 thread 16.7k. Each op of a small model ends at a barrier that waits for its slowest thread, and a thread
+    Measured on the 2-core development machine (benchmarks/threads_default.py; ``zoo train gpt --preset
+    nanogpt-cpu``, tokens/s): quiet, 2 threads 24.2k and 1 thread 16.4k; beside one busy process, 2 threads
+    6.7k and 1 thread 15.8k; this rule chose 2 and 1 (24.6k, 16.5k). Each op of a small model ends at a barrier that waits for its slowest thread, and a thread
     that shares its core with another process is slow, so a thread per busy core is a loss, not a gain.
     """
     busy = busy_cores(interval)

@@ -411,7 +411,10 @@ def compiles(config: RunConfig) -> bool:
         return False
     have_compiler = cxx_compiler() is not None or not _on_cpu(config)
     if mode == "auto":
-        return have_compiler and registry.get(config.rung).compile_pays and config.trainer.max_steps >= COMPILE_MIN_STEPS
+        if not have_compiler or config.trainer.max_steps < COMPILE_MIN_STEPS:
+            return False
+        model_config = registry.model_config(config.rung, vocab_size=1, block_size=config.data.block_size, **config.model)
+        return registry.get(config.rung).compile_pays(model_config)
     if not have_compiler:
         raise ZooError("--trainer.compile on needs a C++ compiler on a CPU (none of $CXX, c++, g++, clang++ was found); "
                        "install one or use --trainer.compile off")
