@@ -48,8 +48,9 @@ def free_threads(interval: float = 0.2) -> int | None:
 
     Measured on the 2-core development machine (benchmarks/threads_default.py; ``zoo train gpt --preset
     nanogpt-cpu``, tokens/s): quiet, 2 threads 24.2k and 1 thread 16.4k; beside one busy process, 2 threads
-    6.7k and 1 thread 15.8k; this rule chose 2 and 1 (24.6k, 16.5k). Each op of a small model ends at a barrier that waits for its slowest thread, and a thread
-    that shares its core with another process is slow, so a thread per busy core is a loss, not a gain.
+    6.7k and 1 thread 15.8k; this rule chose 2 and 1 (24.6k, 16.5k). Each op of a small model ends at a
+    barrier that waits for its slowest thread, and a thread that shares its core with another process is
+    slow, so a thread per busy core is a loss, not a gain.
     """
     busy = busy_cores(interval)
     if busy is None:

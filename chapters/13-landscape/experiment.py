@@ -128,17 +128,19 @@ def cached(todo: list, folder, compute) -> dict:
     and so does a run directory that holds other weights (a retrained run), since the fingerprint includes
     the content of every run's final checkpoint."""
     import dataclasses
+    import functools
     import hashlib
     import json
     from pathlib import Path
 
-    def weights(value) -> str | None:
-        checkpoint = Path(str(value)) / "checkpoints" / "last.ckpt"
+    @functools.cache  # most jobs read the same few runs: hash each checkpoint once
+    def weights(value: str) -> str | None:
+        checkpoint = Path(value) / "checkpoints" / "last.ckpt"
         return hashlib.sha256(checkpoint.read_bytes()).hexdigest() if checkpoint.is_file() else None
 
     def fingerprint(args, kwargs) -> str:
         plain = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in kwargs.items()}
-        runs = [h for h in map(weights, [*args, *kwargs.values()]) if h]
+        runs = [h for h in (weights(str(v)) for v in [*args, *kwargs.values()]) if h]
         return hashlib.sha256(json.dumps([list(map(str, args)), plain, runs], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -73,11 +73,13 @@ class GPT(nn.Module):
     """
 
     Config = GPTConfig
+
     @staticmethod
     def compile_pays(config: GPTConfig) -> bool:
         """Whether --trainer.compile auto compiles it. Measured on the development CPU: faster compiled without
         dropout (benchmarks/gpt_speed.py); with dropout 0.1 at the book size a compiled step was 1.4x slower
-        (300 steps, one thread, warm cache: 11.5k against 16.0k tokens/s, benchmarks/results/gpt_dropout_compile_cpu.json)."""
+        (300 steps, one thread, warm cache: 11.5k against 16.0k tokens/s;
+        benchmarks/results/gpt_dropout_compile_cpu.json)."""
         return config.dropout == 0
 
     def __init__(self, config: GPTConfig):
