@@ -45,11 +45,14 @@ benchmarks/gpt_speed.py --json`; ratios are medians of same-round ratios, so the
     use OMP_NUM_THREADS=1 (or --trainer.threads 1), and run independent jobs side by side instead
     (`zoo book --jobs`).
   * torch.compile (model.compile(), or GPTConfig(compile=True) per block) fuses RMSNorm, RoPE, SwiGLU
-    and the residual adds: ~1.15-1.25x, after seconds of compilation (a C++ compiler is needed). Off by
-    default: it costs start-up time and pays only for runs of minutes.
-  * bf16 autocast (trainer.precision "bf16-mixed") alone gains ~1.0-1.05x at this size: the matmuls
-    are too small for the 2x bf16 matmul peak to outweigh the casts; on top of compile, ~1.07x more.
-  * Fused AdamW (optim.fused, off by default because its rounding differs): ~1.08x.
+    and the residual adds: ~1.15-1.25x, after seconds of compilation (a C++ compiler is needed). The
+    harness's default (--trainer.compile auto) compiles gpt in runs of at least 1,000 steps.
+  * bf16 autocast (trainer.precision "bf16-mixed"): 1.0-1.2x at this size while the attention call ran in
+    bf16, whose CPU kernel is slow (benchmarks/attention_precision.py). Since zoo.nn.sdpa computes that
+    call in fp32 under CPU autocast, bf16 is 1.87x eager at the book size on one thread (was 1.26x), and
+    compile+bf16 went from 19.6k to 31.3k tokens/s there (`--preset book --threads 1`).
+  * Fused AdamW (optim.fused, the default since its val bpc at 2,000 steps stayed within the seed spread:
+    benchmarks/results/nanogpt_cpu_fused_quality.json): ~1.06x on top of compile+bf16 at 2 threads.
   * SDPA's fused CPU kernel vs its math backend: within noise at T = 64.
   * The harness's own per-step cost (Lightning, data, logging, the periodic validation estimate) is
     the difference between this benchmark's eager tokens/s and `zoo train gpt --preset nanogpt-cpu`'s.

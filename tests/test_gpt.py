@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.models.gpt import GPT, GPTConfig, swiglu_hidden
-from zoo.nn import RMSNorm, apply_rope, rope_cache
+from zoo.nn import RMSNorm, apply_rope, rope_cache, sdpa
 
 
 def tiny(**kw) -> GPT:
@@ -79,6 +79,23 @@ def test_attention_is_causal_softmax_over_rotated_queries_and_keys():
     scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
     want = (F.softmax(scores, -1) @ v).transpose(1, 2).reshape(B, T, C) @ attn.proj.weight.t()
     torch.testing.assert_close(attn(x, cos, sin), want, rtol=1e-4, atol=1e-4)
+
+
+def test_sdpa_runs_attention_in_fp32_under_cpu_bf16_autocast():
+    """Under CPU bf16 autocast zoo.nn.sdpa is fp32 SDPA on the same inputs (autocast alone would compute it in bf16,
+    whose CPU kernel was ~2.5x slower); without autocast it is SDPA itself. Gradients reach all three inputs."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 9, 8, requires_grad=True) for _ in range(3))
+    want = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.equal(sdpa(q, k, v, is_causal=True), want)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        got = sdpa(q, k, v, is_causal=True)
+    assert bf16.dtype == torch.bfloat16 and got.dtype == torch.float32
+    assert torch.equal(got, want)  # exactly the fp32 computation ...
+    assert (bf16.float() - want).abs().max() > 1e-4  # ... which bf16 is not
+    got.sum().backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (q, k, v))
 
 
 def test_swiglu_mlp_width_and_gate():

@@ -187,9 +187,10 @@ class LanguageModel(L.LightningModule):
                 {"params": [p for p in params if p.dim() >= 2], "weight_decay": o.weight_decay},
                 {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
             ]
-            # foreach: one kernel per operation over all tensors instead of a Python loop over tensors (torch
-            # picks it by itself on CUDA only; on CPU the loop cost ~7% of a gpt step, with identical results).
-            # fused: the whole update as one kernel (~1.08x a gpt step on CPU); off by default, as its rounding differs.
+            # fused (the default): the whole update as one kernel, ~1.06x a compiled gpt step on CPU, its val bpc
+            # within the seed spread of foreach's (benchmarks/results/nanogpt_cpu_fused_quality.json). foreach
+            # (optim.fused false): one kernel per operation over all tensors, rather than torch's Python loop over
+            # tensors on CPU, which cost ~7% of a gpt step.
             kind = torch.optim.Adam if o.optimizer == "adam" else torch.optim.AdamW
             optimizers.append(kind(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps,
                                    foreach=None if o.fused else True, fused=True if o.fused else None))

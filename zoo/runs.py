@@ -12,6 +12,7 @@ checkpoint removes the directory it created.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -744,25 +745,42 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else e.__class__.__name__
 
 
+@contextlib.contextmanager
+def compiled_fit(on_cpu: bool):
+    """The settings a compiled fit runs under, restored afterwards.
+
+    * Deterministic algorithms, on a CPU: Inductor's multi-threaded CPU kernels otherwise accumulated some
+      gradients (the embedding's) in an order that varied from run to run — the same seed gave val
+      2.6977-2.7083 bpc at 600 steps on 2 threads; deterministic kernels gave one number, the one-thread
+      number, at the same speed (issue 18's notes). Not on a GPU, where cuBLAS would refuse without
+      CUBLAS_WORKSPACE_CONFIG; warn_only: an op without a deterministic kernel warns rather than stopping.
+    * Dropout draws its masks from eager's generator (``fallback_random``), the one on_train_batch_start
+      reseeds every step, so a compiled forward drops the units an eager one would, and not from Inductor's
+      in-kernel random numbers, with which a book-size gpt step with dropout 0.1 was 1.4x slower than eager
+      on a CPU (benchmarks/results/gpt_dropout_compile_cpu.json).
+    """
+    import torch._inductor.config as inductor_config
+
+    was_deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    if on_cpu:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with inductor_config.patch(fallback_random=True):
+            yield
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic[0], warn_only=was_deterministic[1])
+
+
 def _fit(config, data, model, out, from_checkpoint, trainer, compile_forward=False):
     t = config.trainer
     module = LanguageModel(model, config.optim, t.max_steps, config.seed, meta=_meta(config, data), compile=compile_forward)
-    # Inductor's multi-threaded CPU kernels otherwise accumulate some gradients (the embedding's) in an order that
-    # varies from run to run: the same seed gave val 2.6977-2.7083 bpc at 600 steps on 2 threads. Deterministic
-    # kernels gave one number, the one-thread number, at the same speed (issue 18's notes have the measurement).
-    # Only on a CPU, where the book promises it (on a GPU, cuBLAS would refuse without CUBLAS_WORKSPACE_CONFIG);
-    # warn_only: an op without a deterministic kernel warns rather than stopping the run.
-    was_deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    if compile_forward and _on_cpu(config):
-        torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=str(out / CHECKPOINT) if from_checkpoint else None, weights_only=True)
+        with compiled_fit(_on_cpu(config)) if compile_forward else contextlib.nullcontext():
+            trainer.fit(module, datamodule=data, ckpt_path=str(out / CHECKPOINT) if from_checkpoint else None, weights_only=True)
     except SIGTERMException:  # Lightning ends fit with SystemExit(None), i.e. exit 0, after Interrupts saved the step
         raise Interrupted("interrupted", signal.SIGTERM) from None
     except torch._dynamo.exc.BackendCompilerFailed as e:  # only with --trainer.compile: Inductor could not build a kernel
         raise ZooError(f"torch.compile failed ({_first_line(e)}); train with --trainer.compile off") from None
-    finally:
-        torch.use_deterministic_algorithms(was_deterministic[0], warn_only=was_deterministic[1])
     return config.data.batch_size * trainer.world_size
 
 

@@ -14,6 +14,7 @@ from zoo.nn import (
     check_transformer_sizes,
     init_weights,
     rope_cache,
+    sdpa,
     sinusoidal_positions,
     swiglu_hidden,
 )
@@ -74,13 +75,10 @@ class GPT(nn.Module):
 
     Config = GPTConfig
 
-    @staticmethod
-    def compile_pays(config: GPTConfig) -> bool:
-        """Whether --trainer.compile auto compiles it. Measured on the development CPU: faster compiled without
-        dropout (benchmarks/gpt_speed.py); with dropout 0.1 at the book size a compiled step was 1.4x slower
-        (300 steps, one thread, warm cache: 11.5k against 16.0k tokens/s;
-        benchmarks/results/gpt_dropout_compile_cpu.json)."""
-        return config.dropout == 0
+    # Whether --trainer.compile auto compiles it: measured faster compiled on the development CPU, without dropout
+    # (benchmarks/gpt_speed.py) and with it (dropout 0.1, book size, 2,000 steps: 18.2k against 15.3k tokens/s;
+    # benchmarks/results/gpt_dropout_compile_cpu.json)
+    compile_pays = True
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -235,7 +233,7 @@ class CausalSelfAttention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)  # (B, h, T, head_dim): unit RMS per head
         if cos is not None:
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, h, T, head_dim): rotated by position
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)  # (B, h, T, head_dim)
+        y = sdpa(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)  # (B, h, T, head_dim): SDPA, fp32 on a CPU
         return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
 # --8<-- [end:attention]
 

@@ -4,7 +4,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from zoo.hooks import HookPoint, ResidualStream
 from zoo.nn import (
@@ -14,6 +13,7 @@ from zoo.nn import (
     check_transformer_sizes,
     init_weights,
     rope_cache,
+    sdpa,
     swiglu_hidden,
 )
 from zoo.registry import register
@@ -216,10 +216,10 @@ class WindowAttention(nn.Module):
         k_rot = apply_rope(keys, cos[:c + T], sin[:c + T])  # (B, h, c+T, head_dim): positions 0 .. c+T-1
         p = self.dropout if self.training else 0.0
         if c == 0 and T <= self.window:  # nothing cached: plain causal attention, exactly gpt's kernel
-            y = F.scaled_dot_product_attention(q_rot, k_rot, values, dropout_p=p, is_causal=True)
+            y = sdpa(q_rot, k_rot, values, dropout_p=p, is_causal=True)
         else:
             offset = torch.arange(c, c + T, device=q.device)[:, None] - torch.arange(c + T, device=q.device)  # (T, c+T): t − s
-            y = F.scaled_dot_product_attention(q_rot, k_rot, values, attn_mask=(offset >= 0) & (offset < self.window), dropout_p=p)
+            y = sdpa(q_rot, k_rot, values, attn_mask=(offset >= 0) & (offset < self.window), dropout_p=p)
         keep = self.window - 1  # the next chunk's first query needs the W−1 positions before it
         split = max(0, c + T - keep)
         new_cache = (keys[:, :, split:].detach(), values[:, :, split:].detach())  # stop-gradient (Transformer-XL)
