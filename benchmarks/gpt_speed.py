@@ -49,10 +49,9 @@ benchmarks/gpt_speed.py --json`; ratios are medians of same-round ratios, so the
     harness's default (--trainer.compile auto) compiles gpt in runs of at least 1,000 steps.
   * bf16 autocast (trainer.precision "bf16-mixed"): 1.0-1.2x at this size while the attention call ran in
     bf16, whose CPU kernel is slow (benchmarks/attention_precision.py). Since zoo.nn.sdpa computes that
-    call in fp32 under CPU autocast, bf16 is 1.87x eager at the book size on one thread (was 1.26x), and
-    compile+bf16 went from 19.6k to 31.3k tokens/s there (`--preset book --threads 1`).
-  * Fused AdamW (optim.fused, the default since its val bpc at 2,000 steps stayed within the seed spread:
-    benchmarks/results/nanogpt_cpu_fused_quality.json): ~1.06x on top of compile+bf16 at 2 threads.
+    call in fp32 under CPU autocast: bf16 1.65x eager, compile+bf16 2.14x, and with fused AdamW (optim.fused,
+    the default; its val bpc at 2,000 steps within the seed spread, nanogpt_cpu_fused_quality.json) 2.34x,
+    on 2 threads (benchmarks/results/gpt_speed_nanogpt_cpu.json).
   * SDPA's fused CPU kernel vs its math backend: within noise at T = 64.
   * The harness's own per-step cost (Lightning, data, logging, the periodic validation estimate) is
     the difference between this benchmark's eager tokens/s and `zoo train gpt --preset nanogpt-cpu`'s.

@@ -40,12 +40,13 @@ def causal_mask(T: int, device=None) -> torch.Tensor:
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None,
          dropout_p: float = 0.0, is_causal: bool = False) -> torch.Tensor:
-    """F.scaled_dot_product_attention(q, k, v, ...), computed in fp32 on a CPU under bf16 autocast.
+    """F.scaled_dot_product_attention(q, k, v, ...), computed in fp32 on a CPU under autocast.
 
-    Autocast would hand SDPA bf16 inputs, and PyTorch's CPU flash-attention kernel is slow in bf16: at the
-    book size (B 16, 4 heads of 32, T 128, one thread) one layer's forward and backward took ~2.5x as long as
-    in fp32 (benchmarks/attention_precision.py), half of a bf16 gpt step. So there the attention itself runs
-    in fp32 (the projections around it stay bf16) and returns fp32; anywhere else this is SDPA unchanged.
+    bf16 autocast would hand SDPA bf16 inputs, and PyTorch's CPU flash-attention kernel is slow in bf16: at the
+    book size (B 16, 4 heads of 32, T 128, one thread) one layer's forward and backward took 2.5x as long as
+    in fp32 (benchmarks/results/attention_precision_cpu.json); torch.profiler put it at over half of a
+    compiled bf16 gpt step. So there it runs in fp32 (the projections around it stay bf16) and returns fp32;
+    anywhere else this is SDPA unchanged.
     """
     if q.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal)

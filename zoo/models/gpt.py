@@ -76,8 +76,8 @@ class GPT(nn.Module):
     Config = GPTConfig
 
     # Whether --trainer.compile auto compiles it: measured faster compiled on the development CPU, without dropout
-    # (benchmarks/gpt_speed.py) and with it (dropout 0.1, book size, 2,000 steps: 18.2k against 15.3k tokens/s;
-    # benchmarks/results/gpt_dropout_compile_cpu.json)
+    # (benchmarks/gpt_speed.py) and with it (dropout 0.1, book size, 2,000 steps, one thread: 18.3k against 16.3k
+    # tokens/s; benchmarks/compile_ab.py, benchmarks/results/gpt_dropout_compile_cpu.json)
     compile_pays = True
 
     def __init__(self, config: GPTConfig):
