@@ -406,7 +406,7 @@ def _on_cpu(config: RunConfig) -> bool:
 def compiles(config: RunConfig) -> bool:
     """Whether a run compiles its training forward: --trainer.compile on (refused in one line on a CPU without a
     C++ compiler), off, or auto: on where the rung's ``compile_pays`` holds for the run's model config (measured
-    faster compiled; vaswani, and gpt with dropout, were slower), in a run of at least COMPILE_MIN_STEPS steps,
+    faster compiled; vaswani and set-transformer were slower), in a run of at least COMPILE_MIN_STEPS steps,
     where a compiler is found."""
     mode = config.trainer.compile
     if mode == "off":
