@@ -65,8 +65,8 @@ class TrainerConfig:
     progress_bar: bool = True
     threads: int = 0  # torch intra-op threads; 0: zoo train/ladder/sweep take one per core no other process keeps busy
     # (zoo.parallel.free_threads; OMP_NUM_THREADS wins), the Python API keeps the caller's setting, a resume its own
-    compile: str = "auto"  # "auto": torch.compile the training forward where the rung's compile_pays holds for its model
-    # config, in runs of at least 1,000 steps, where a C++ compiler is found (zoo.runs.compiles); "on": always; "off": eager
+    compile: str = "auto"  # "auto": torch.compile the training forward of a rung that declares compile_pays, in runs of
+    # at least 1,000 steps, where a C++ compiler is found (zoo.runs.compiles); "on": always; "off": eager
     logger: str = "csv"  # "csv" (logs/, what zoo and the book read) or "tensorboard" (csv and tensorboard/)
 
 

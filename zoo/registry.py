@@ -41,11 +41,10 @@ class RungInfo:
     def stateful(self) -> bool:
         return getattr(self.cls, "stateful", False)
 
-    def compile_pays(self, model_config) -> bool:
-        """Whether ``--trainer.compile auto`` compiles this rung at this model config: a rung declares
-        ``compile_pays`` (True, or a function of its Config) where it was measured faster compiled."""
-        claim = getattr(self.cls, "compile_pays", False)
-        return bool(claim(model_config) if callable(claim) else claim)
+    @property
+    def compile_pays(self) -> bool:
+        """Whether ``--trainer.compile auto`` compiles this rung: a rung declares it where it was measured faster."""
+        return getattr(self.cls, "compile_pays", False)
 
     def preset(self, name: str) -> dict:
         """The preset's overrides, as a dict with the sections model/data/optim/trainer."""
