@@ -6,7 +6,8 @@
   figures and results.json beside it; ``reference/models.md`` is generated from ``zoo/models/*.py``.
 * on_page_markdown: placeholders (``[[bigram.val.bpc|.3f]]``, see ``zoo.book.placeholders``) are filled from
   results.json; one that does not resolve aborts the build. A chapter whose results were written from
-  uncommitted code gets a "Draft" warning under its title.
+  uncommitted code gets a "Draft" warning under its title, and one that quotes an older training of a run it
+  shares with another chapter than that chapter now shows gets a "Made from older runs" warning.
 * on_page_content: TeX from ``pymdownx.arithmatex`` (generic mode) becomes MathML at build time
   (latex2mathml), which browsers render natively: no script, no font and no CDN.
 """
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # a checkout that was not pip-installed still builds
     sys.path.insert(0, str(ROOT))
 
-from zoo.book import layout, placeholders  # noqa: E402  (torch-free: the build never loads a model)
+from zoo.book import consistency, layout, placeholders  # noqa: E402  (torch-free: the build never loads a model)
 from zoo.errors import ZooError  # noqa: E402
 
 _state: dict = {}
@@ -92,7 +93,7 @@ def on_page_markdown(markdown, page, config, files):
         book = _state["book"]
         markdown = SECTION_MARKER.sub(r";\1", markdown)
         text = _verbatim_fences(markdown, lambda part: placeholders.fill(part, book, here, page=src))
-        return _after_title(text, placeholders.draft_notice(book.get(here))) if here else text
+        return _after_title(text, placeholders.draft_notice(book.get(here)) + consistency.stale_notice(book, here)) if here else text
     except ZooError as e:
         raise PluginError(str(e)) from None
 

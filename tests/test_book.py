@@ -361,6 +361,34 @@ def test_the_book_record_is_quoted_only_for_results_it_wrote(tmp_path, monkeypat
     assert "runs at a time" not in book.fill("[[table:timings]]", book_, None, "guides/reproduce.md")
 
 
+def test_only_a_full_book_run_writes_the_book_record(tmp_path, monkeypatch, corpus):
+    """chapters/book.json times the whole `zoo book`: a --chapters subset leaves the last full record alone."""
+    tiny = ("from zoo.book import RunSpec\nRUNS = [RunSpec('bigram', seeds=(0,), overrides={'trainer': {'max_steps': 4, "
+            "'val_every': 2, 'val_batches': 1, 'checkpoint_every': 0}, 'data': {'batch_size': 4}})]\n")
+    write_chapter(tmp_path, "00-setup", tiny, "# Zero\n")
+    write_chapter(tmp_path, "01-next", tiny, "# One\n")
+    monkeypatch.setenv("ZOO_BOOK_ROOT", str(tmp_path))
+    record = tmp_path / "chapters" / "book.json"
+    assert cli.cmd_book(["--chapters", "01", "--draft", "--jobs", "1", "--data", corpus]) == 0
+    assert (tmp_path / "chapters" / "01-next" / "results.json").is_file() and not record.exists()
+    assert cli.cmd_book(["--draft", "--jobs", "1", "--data", corpus]) == 0
+    full = json.loads(record.read_text())
+    assert full["command"] == "zoo book" and full["chapters"] == ["00-setup", "01-next"]
+    assert cli.cmd_book(["--chapters", "00", "--draft", "--jobs", "1", "--data", corpus, "--force"]) == 0
+    assert json.loads(record.read_text()) == full
+
+
+def test_run_dirs_are_recorded_relative_to_the_book_when_runs_is_a_link(tmp_path):
+    """results.json names runs/book/..., not one machine's folder, when runs/ links to another disk."""
+    from zoo.book.runner import _relative
+
+    (tmp_path / "book").mkdir()
+    (tmp_path / "disk" / "book" / "07-gpt").mkdir(parents=True)
+    (tmp_path / "book" / "runs").symlink_to(tmp_path / "disk")
+    assert _relative(tmp_path / "book" / "runs" / "book" / "07-gpt", tmp_path / "book") == "runs/book/07-gpt"
+    assert _relative(tmp_path / "elsewhere", tmp_path / "book") == str(tmp_path / "elsewhere")
+
+
 def test_shared_runs_live_in_the_chapter_that_shares_them(tmp_path):
     """A RunSpec with shared_with trains into (and reuses) the other chapter's run directory; a smoke run
     keeps its own copy, and a chapter that does not exist is refused before anything is trained."""

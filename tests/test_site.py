@@ -80,6 +80,16 @@ def test_a_chapter_written_from_uncommitted_code_says_it_is_a_draft(site):
         assert ('class="admonition warning"' in html and ">Draft<" in html) == draft, chapter.slug
 
 
+def test_a_chapter_made_from_older_shared_runs_says_so(site):
+    everything = book.load_book(ROOT)
+    for chapter in book.chapters(ROOT):
+        html = (site / "chapters" / chapter.slug / "index.html").read_text(encoding="utf-8")
+        stale = book.stale_runs(everything, chapter.slug)
+        assert (">Made from older runs<" in html) == bool(stale), chapter.slug
+        for s in stale:
+            assert f"{s.owner}/{s.run}" in html, (chapter.slug, s.run)
+
+
 def test_api_reference_is_generated_from_docstrings(site):
     runs = (site / "reference" / "runs" / "index.html").read_text(encoding="utf-8")
     assert "zoo.runs.train" in runs and "metrics.json" in runs  # the docstring of train, rendered

@@ -655,11 +655,13 @@ def cmd_chapter(argv: list[str]) -> int:
     p.add_argument("--jobs", type=int, default=0, help=JOBS_HELP)
     args = p.parse_args(argv)
     if args.action == "list":
+        everything = book.load_book()
         for c in book.chapters():
-            res = c.results()
+            res = everything.get(c.slug)
             status = "pending (no experiment)" if not (c.path / "experiment.py").is_file() else (
                 f"results: {res['mode']}, {duration(res['elapsed_s'])}" if res else "not yet run")
-            print(f"{c.slug:<20} {c.title[:50]:<50} {status}")
+            older = sorted({s.owner for s in book.stale_runs(everything, c.slug)})
+            print(f"{c.slug:<20} {c.title[:50]:<50} {status}" + (f"; made from older runs of {', '.join(older)}" if older else ""))
         return 0
     if not args.chapter:
         raise ZooError(f"zoo chapter {args.action} needs a chapter number, e.g. `zoo chapter {args.action} 00`")
@@ -721,14 +723,18 @@ def cmd_book(argv: list[str]) -> int:
         wall = time.perf_counter() - start
         for plan in plans:
             book.assemble_chapter(plan, trained, root, session_s=wall)
-        if out is None and not args.smoke:
-            record = {"command": "zoo book" + (f" --chapters {args.chapters}" if args.chapters else ""), "jobs": jobs,
+        if out is None and not args.smoke and not args.chapters:  # a subset's wall time is not the book's: the last full record stays
+            record = {"command": "zoo book", "jobs": jobs,
                       "threads_per_job": max(1, book.usable_cores() // jobs) if jobs > 1 else None,
                       "chapters": [p.chapter.slug for p in plans], "wall_s": round(time.perf_counter() - start, 3),
                       "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             (root / "chapters" / book.BOOK_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     if out is None:
-        figure = book.render_home_figures(book.load_book(root), root / book.LADDER_FIGURE.parent)
+        everything = book.load_book(root)
+        figure = book.render_home_figures(everything, root / book.LADDER_FIGURE.parent)
+        stale = {s.chapter for slug in everything for s in book.stale_runs(everything, slug)}
+        if stale and not args.figures_only:
+            print(f"book: made from older runs than the chapters they share them with (regenerate them next): {', '.join(sorted(stale))}")
     else:
         everything = {c.slug: (json.loads((out / c.slug / book.RESULTS).read_text()) if (out / c.slug / book.RESULTS).is_file() else None)
                       for c in book.chapters(root)}

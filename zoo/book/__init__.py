@@ -6,6 +6,7 @@ One module per job:
 * :mod:`zoo.book.runner` — plan a chapter's (run, seed) tasks, train them (in parallel processes),
   write results.json with every run's provenance;
 * :mod:`zoo.book.figures` — the chapters' validation curves and the home page's plot;
+* :mod:`zoo.book.consistency` — whether a chapter's copy of a shared run is the training its owner now shows;
 * :mod:`zoo.book.placeholders` — ``[[run.val.bpc]]`` in the prose, filled from results.json by the site
   build (the only part the build imports; no torch).
 
@@ -21,6 +22,7 @@ one per seed, which :func:`zoo.load_run` opens) and ``figures(results, figdir)``
 ``zoo chapter run NN`` and ``zoo book`` (in :mod:`zoo.cli`) drive the runner.
 """
 
+from zoo.book.consistency import StaleRun, stale_notice, stale_runs
 from zoo.book.figures import (plot_curves, render_chapter_figures, render_home_figures, render_ladder_figure,
                               render_ladder_scores)
 from zoo.book.layout import (BOOK_CORPUS, BOOK_RECORD, FIGURES, LADDER_FIGURE, LADDER_SCORES, RESULTS, Chapter, RunSpec, book_record, book_root,
@@ -44,4 +46,4 @@ __all__ = ["RunSpec", "Chapter", "chapters", "find_chapter", "book_root", "book_
            "RESULTS", "FIGURES", "LADDER_FIGURE", "LADDER_SCORES", "plan_chapter", "execute", "assemble_chapter", "run_chapter",
            "missing_rungs", "usable_cores", "require_clean_tree", "plot_curves", "render_chapter_figures", "render_ladder_figure", "render_ladder_scores", "render_home_figures", "fill",
            "lookup", "format_value", "draft_notice", "namespace", "table", "leaderboard_rows", "PLACEHOLDER", "PlaceholderError",
-           "stats", "summarise", "duration"]
+           "stats", "summarise", "duration", "StaleRun", "stale_runs", "stale_notice"]

@@ -164,10 +164,15 @@ def plan_chapter(chapter: Chapter, *, smoke: bool = False, out: Path | None = No
 
 
 def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
+    """``path`` relative to the book's root, as results.json records it. Lexically first: with ``runs/``
+    a symbolic link to another disk, the resolved path is no longer under the root, and results.json
+    would name one machine's folder."""
+    for p, r in ((path, root), (path.resolve(), root.resolve())):
+        try:
+            return p.relative_to(r).as_posix()
+        except ValueError:
+            continue
+    return str(path)
 
 
 def run_task(task: Task, log=None) -> dict:
