@@ -389,6 +389,15 @@ def test_run_dirs_are_recorded_relative_to_the_book_when_runs_is_a_link(tmp_path
     assert _relative(tmp_path / "elsewhere", tmp_path / "book") == str(tmp_path / "elsewhere")
 
 
+def test_paths_an_analysis_records_are_made_relative_to_the_book(tmp_path):
+    from zoo.book.runner import portable
+
+    run = str(tmp_path / "runs" / "book" / "08-x" / "best-seed0")
+    found = {"reference": {"run": run, "bpc": 1.5}, "lines": [run, "runs/book/a", str(tmp_path) + "-other/x"], "n": 3}
+    assert portable(found, tmp_path) == {"reference": {"run": "runs/book/08-x/best-seed0", "bpc": 1.5},
+                                         "lines": ["runs/book/08-x/best-seed0", "runs/book/a", str(tmp_path) + "-other/x"], "n": 3}
+
+
 def test_shared_runs_live_in_the_chapter_that_shares_them(tmp_path):
     """A RunSpec with shared_with trains into (and reuses) the other chapter's run directory; a smoke run
     keeps its own copy, and a chapter that does not exist is refused before anything is trained."""

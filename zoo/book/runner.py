@@ -257,6 +257,22 @@ def read_curve(run_dir: Path) -> dict:
     return {"val_bpc": thin(val), "train_loss": thin(train)}
 
 
+def portable(value: Any, root: Path) -> Any:
+    """``value`` with every string that names a path under the book's root made relative to it: an
+    analysis that records the run it read (``zoo repetition``'s reference, ``zoo landscape``'s other
+    run) gets the absolute run directories the runner hands it, and results.json must not name one
+    machine's folders."""
+    if isinstance(value, dict):
+        return {k: portable(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, root) for v in value]
+    if isinstance(value, str):
+        for base in dict.fromkeys((str(root), str(root.resolve()))):
+            if value.startswith(base.rstrip("/") + "/"):
+                return value[len(base.rstrip("/")) + 1:]
+    return value
+
+
 def assemble_chapter(plan: Plan, trained: dict[tuple[str, str, int], dict], root: Path | None = None,
                      session_s: float = 0.0, log=print) -> Path:
     """Write results.json and figures from the trained runs of a plan; returns the folder written."""
@@ -295,7 +311,7 @@ def assemble_chapter(plan: Plan, trained: dict[tuple[str, str, int], dict], root
         clash = set(found) & (set(results_runs) | set(RESERVED) | set(values))
         if clash:
             raise ZooError(f"{chapter.slug}/experiment.py: {hook}() keys clash with run names or other values: {sorted(clash)}")
-        values.update(found)
+        values.update(portable(found, root))
     first = next((r["per_seed"][0] for r in results_runs.values()), None)
     from zoo.runs import device_name, versions
 
