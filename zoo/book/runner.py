@@ -262,15 +262,19 @@ def portable(value: Any, root: Path) -> Any:
     analysis that records the run it read (``zoo repetition``'s reference, ``zoo landscape``'s other
     run) gets the absolute run directories the runner hands it, and results.json must not name one
     machine's folders."""
-    if isinstance(value, dict):
-        return {k: portable(v, root) for k, v in value.items()}
-    if isinstance(value, list):
-        return [portable(v, root) for v in value]
-    if isinstance(value, str):
-        for base in dict.fromkeys((str(root), str(root.resolve()))):
-            if value.startswith(base.rstrip("/") + "/"):
-                return value[len(base.rstrip("/")) + 1:]
-    return value
+    prefixes = tuple(dict.fromkeys(str(r).rstrip("/") + "/" for r in (root, root.resolve())))  # as given, then resolved
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        if isinstance(v, str):
+            base = next((b for b in prefixes if v.startswith(b)), None)
+            return v[len(base):] if base else v
+        return v
+
+    return walk(value)
 
 
 def assemble_chapter(plan: Plan, trained: dict[tuple[str, str, int], dict], root: Path | None = None,
