@@ -79,7 +79,7 @@ RUNS = [
 ]
 
 
-BAND = (6, 64)  # widths per block (C / L) whose shapes tie their budget's best: read off these results, not predicted
+BAND = (6, 64)  # widths per block (C / L) whose shapes tied their budget's best in the earlier results (ef65562): read off them, now held fixed
 KAPLAN_ALPHA_N = 0.076  # Kaplan et al. 2020, eq. (1.1): L(N) = (N_c / N)^0.076, N without embeddings
 WITHIN = (0.02, 0.05)  # "within a few percent of the best": of the best val loss, in nats
 
